@@ -1,0 +1,279 @@
+"""The ``chaosaa`` command: thin click commands over the engine.
+
+Commands parse arguments, build objects, call the core and map ``ChaosaaError`` to the exit
+codes of DESIGN.md section 3. Heavy modules are imported inside commands so that
+``chaosaa validate`` and ``--help`` start fast.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from chaosaa import __version__
+from chaosaa.errors import ChaosaaError, ExitCode
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def fail(exc: ChaosaaError) -> NoReturn:
+    """Print an error the way every command does and exit with its code."""
+    lines = str(exc).splitlines() or [type(exc).__name__]
+    for line in lines:
+        click.echo(f"chaosaa: error: {line}" if len(lines) == 1 else line, err=True)
+    sys.exit(int(exc.exit_code))
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(__version__, prog_name="chaosaa")
+@click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
+def cli(verbose: int) -> None:
+    """Chaos GameDays for multi-region, active-active systems.
+
+    chaosaa injects region-scale faults (region blackhole, cross-region latency,
+    replication-lag spikes, region down), drives traffic, and verifies failover time,
+    replication lag and lost writes as SLOs, each number with its source and error bound.
+
+    \b
+    Quick start (no cluster, no Docker):
+      chaosaa lab up                                  # a local 3-region system
+      chaosaa run experiments/region-down.yaml        # exit 0 = every SLO passed
+      chaosaa lab down
+
+    \b
+    Exit codes of run: 0 passed, 1 an SLO failed, 2 invalid input,
+    3 aborted (steady state or abort rule), 4 environment error.
+    """
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-q", "--quiet", is_flag=True, help="Print only errors.")
+def validate(files: tuple[Path, ...], quiet: bool) -> None:
+    """Check GameDay files without touching anything.
+
+    Every problem is reported as FILE:LINE: FIELD: REASON. Exit 0 when all files are
+    valid, 2 when any is not.
+
+    \b
+    Example:
+      $ chaosaa validate experiments/*.yaml
+      experiments/region-down.yaml: valid (region-down: 1 fault, 3 SLOs)
+    """
+    from chaosaa.errors import SpecError
+    from chaosaa.spec.loader import load_gameday
+
+    bad = 0
+    for path in files:
+        try:
+            gd = load_gameday(path)
+        except SpecError as exc:
+            bad += 1
+            for problem in exc.problems:
+                click.echo(problem, err=True)
+            continue
+        if not quiet:
+            s = gd.spec
+            click.echo(
+                f"{path}: valid ({gd.name}: {len(s.faults)} fault{'s' * (len(s.faults) != 1)}, "
+                f"{len(s.slos)} SLO{'s' * (len(s.slos) != 1)})"
+            )
+    sys.exit(int(ExitCode.INVALID) if bad else 0)
+
+
+def _load(path: Path, overrides: tuple[str, ...]) -> Any:
+    from chaosaa.errors import SpecError
+    from chaosaa.spec.loader import load_gameday
+
+    try:
+        return load_gameday(path, overrides)
+    except SpecError as exc:
+        for problem in exc.problems:
+            click.echo(problem, err=True)
+        sys.exit(int(ExitCode.INVALID))
+
+
+SET_HELP = "Override a field before validation, e.g. --set spec.traffic.rate=100 (repeatable)."
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--set", "overrides", multiple=True, metavar="PATH=VALUE", help=SET_HELP)
+@click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text")
+def plan(file: Path, overrides: tuple[str, ...], output: str) -> None:
+    """Show exactly what a run would do, per region, link and node. Touches nothing.
+
+    Lists the traffic, the steady-state queries, each fault with its offset, duration,
+    TTL and the concrete actions the target will take, the abort rules, how each SLO is
+    measured, and an estimate of the run's length.
+
+    \b
+    Example:
+      $ chaosaa plan experiments/region-down.yaml
+      $ chaosaa plan experiments/latency.yaml --set spec.faults.0.delay=500ms -o json
+    """
+    from chaosaa.cli.render import render_plan
+
+    gameday = _load(file, overrides)
+    from chaosaa.engine.plan import build_plan
+
+    try:
+        the_plan = build_plan(gameday)
+    except ChaosaaError as exc:
+        fail(exc)
+    render_plan(the_plan, output)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--report-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where report.json, junit.xml and report.html go "
+    "[default: chaosaa-reports/<gameday>-<time>].",
+)
+@click.option("--set", "overrides", multiple=True, metavar="PATH=VALUE", help=SET_HELP)
+@click.option("--dry-run", is_flag=True, help="Validate and plan only; inject nothing.")
+@click.option(
+    "--allow-context",
+    "allow_contexts",
+    multiple=True,
+    envvar="CHAOSAA_ALLOWED_CONTEXTS",
+    metavar="CONTEXT",
+    help="kubernetes target: a kube context the run may touch (repeatable; env "
+    "CHAOSAA_ALLOWED_CONTEXTS, space separated).",
+)
+@click.option("--kubeconfig", envvar="KUBECONFIG", default=None, help="kubeconfig file.")
+@click.option(
+    "--lab-state",
+    envvar="CHAOSAA_LAB_STATE",
+    default=None,
+    help="lab target: state dir of a running lab [default: ~/.chaosaa/lab].",
+)
+@click.option(
+    "--no-ephemeral-lab",
+    is_flag=True,
+    help="lab target: fail instead of starting a temporary lab when none is running.",
+)
+@click.option("--plain", is_flag=True, help="Plain progress lines even on a terminal.")
+def run(
+    file: Path,
+    report_dir: Path | None,
+    overrides: tuple[str, ...],
+    dry_run: bool,
+    allow_contexts: tuple[str, ...],
+    kubeconfig: str | None,
+    lab_state: str | None,
+    no_ephemeral_lab: bool,
+    plain: bool,
+) -> None:
+    """Run a GameDay: inject its faults, drive traffic, verify its SLOs.
+
+    Faults are always reverted: on success, SLO failure, abort, error, Ctrl-C and
+    SIGTERM. If chaosaa itself is killed, every fault reverts by itself when its TTL
+    expires (default 10s). Writes report.json, junit.xml and report.html.
+
+    \b
+    Exit codes: 0 every SLO passed, 1 an SLO failed (or was unknown), 2 invalid
+    input, 3 aborted (steady state not met or an abort rule fired), 4 environment
+    error (target or Prometheus unreachable, a fault could not be applied/reverted).
+
+    \b
+    Examples:
+      $ chaosaa run experiments/region-down.yaml
+      $ chaosaa run experiments/latency.yaml --set spec.faults.0.delay=300ms \\
+          --report-dir out/latency
+      $ chaosaa run prod-eu-down.yaml --allow-context prod-eu --dry-run
+    """
+    from chaosaa.cli.runner import run_command
+
+    gameday = _load(file, overrides)
+    code = run_command(
+        gameday,
+        source=file,
+        report_dir=report_dir,
+        dry_run=dry_run,
+        allow_contexts=tuple(c for item in allow_contexts for c in item.split()),
+        kubeconfig=kubeconfig,
+        lab_state=lab_state,
+        ephemeral=not no_ephemeral_lab,
+        plain=plain,
+    )
+    sys.exit(code)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("file", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--target",
+    "target_kind",
+    type=click.Choice(["lab", "kind", "kubernetes"]),
+    default=None,
+    help="Without FILE: which kind of target to clean.",
+)
+@click.option("--lab-state", envvar="CHAOSAA_LAB_STATE", default=None, help="lab state dir.")
+@click.option("--allow-context", "allow_contexts", multiple=True, envvar="CHAOSAA_ALLOWED_CONTEXTS")
+@click.option("--kubeconfig", envvar="KUBECONFIG", default=None)
+def rollback(
+    file: Path | None,
+    target_kind: str | None,
+    lab_state: str | None,
+    allow_contexts: tuple[str, ...],
+    kubeconfig: str | None,
+) -> None:
+    """Revert every chaosaa fault found on a target (the big red button).
+
+    With a GameDay FILE, cleans that GameDay's target; otherwise give --target.
+
+    \b
+    Examples:
+      $ chaosaa rollback experiments/region-down.yaml
+      $ chaosaa rollback --target lab
+    """
+    from chaosaa.cli.runner import rollback_command
+
+    if file is None and target_kind is None:
+        raise click.UsageError("give a GameDay FILE or --target")
+    gameday = _load(file, ()) if file is not None else None
+    code = rollback_command(
+        gameday,
+        target_kind,
+        lab_state=lab_state,
+        allow_contexts=tuple(c for item in allow_contexts for c in item.split()),
+        kubeconfig=kubeconfig,
+    )
+    sys.exit(code)
+
+
+def _register_optional() -> None:
+    """Commands that live in their own modules (lab, report, operator, ...)."""
+    import importlib
+
+    for module, name in (
+        ("chaosaa.cli.lab", "lab"),
+        ("chaosaa.cli.report", "report"),
+    ):
+        try:
+            cli.add_command(getattr(importlib.import_module(module), name))
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+
+
+def main() -> None:
+    _register_optional()
+    try:
+        cli.main(prog_name="chaosaa")
+    except ChaosaaError as exc:
+        fail(exc)
+
+
+if __name__ == "__main__":
+    main()

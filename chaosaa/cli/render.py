@@ -1,0 +1,146 @@
+"""Rendering of CLI output that is not a report: plans and progress."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+
+from chaosaa.durations import format_duration
+from chaosaa.engine.plan import Plan
+
+
+def render_plan(plan: Plan, output: str) -> None:
+    if output == "json":
+        click.echo(json.dumps(dataclasses.asdict(plan), indent=2, default=str))
+        return
+    say = click.echo
+    say(f"GameDay {plan.gameday}: target {plan.target_kind} ({', '.join(plan.regions)})")
+    say(f"  Prometheus: {plan.prometheus}")
+    say(f"  Estimated run time: ~{format_duration(round(plan.estimated_seconds))}")
+    say("")
+    say("1. preflight: reach the target and Prometheus, check every PromQL expression, take the lease")
+    say(f"2. traffic: {plan.traffic}")
+    say(f"3. steady state after {format_duration(plan.warmup)} warm-up:")
+    for name, promql, expect in plan.steady_state or [("(none)", "", "")]:
+        say(f"     {name}: {promql} {expect}".rstrip())
+    say("4. inject (offsets from the start of injection; every fault renews its TTL):")
+    for f in plan.faults:
+        say(
+            f"     +{format_duration(f.at)} .. +{format_duration(f.until)}  {f.name} ({f.type}), "
+            f"ttl {format_duration(f.ttl)}"
+        )
+        for a in f.actions:
+            say(f"         {a.scope}: {a.action}")
+    if plan.abort:
+        say("   abort when any of these stops holding:")
+        for name, promql, expect, for_ in plan.abort:
+            say(f"     {name}: {promql} {expect} (for {format_duration(for_)})")
+    say("5. revert every fault (always), then recover: " + plan.recovery)
+    say("6. verify SLOs:")
+    for name, objective, how in plan.slos or [("(none)", "", "")]:
+        say(f"     {name} {objective}: {how}".rstrip())
+    say("7. report: report.json, junit.xml, report.html")
+    for note in plan.notes:
+        say(f"note: {note}")
+
+
+def _ts(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).strftime("%H:%M:%S.%f")[:-3]
+
+
+def _describe(event: str, detail: dict[str, Any]) -> str | None:
+    if event.startswith("phase."):
+        return None
+    if event == "fault.effective":
+        return f"fault {detail['fault']} in place after {detail['timeToEffectSeconds'] * 1000:.0f} ms"
+    if event == "fault.reverted":
+        return f"fault {detail['fault']} reverted in {detail['timeToRevertSeconds'] * 1000:.0f} ms"
+    if event == "fault.requested":
+        return f"injecting {detail['fault']} ({detail['type']})"
+    if event in ("steady.before", "steady.after"):
+        mark = "ok" if detail["passed"] else "FAILED"
+        value = "no data" if detail["value"] is None else f"{detail['value']:g}"
+        return f"steady state {event.split('.')[1]}: {detail['check']} = {value} [{mark}]"
+    if event == "slo":
+        measured = "-" if detail["measured"] is None else f"{detail['measured']:g}"
+        return f"SLO {detail['slo']}: {measured} -> {detail['verdict']}"
+    if event == "run.finished":
+        return None
+    return f"{event}: " + ", ".join(f"{k}={v}" for k, v in detail.items())
+
+
+class PlainProgress:
+    """One line per event, timestamped; for logs and CI."""
+
+    def __init__(self) -> None:
+        self._last_traffic = 0.0
+
+    def phase(self, name: str, detail: str = "") -> None:
+        click.echo(f"{_ts(time.time())} == {name}" + (f": {detail}" if detail else ""), err=True)
+
+    def event(self, at: float, event: str, detail: dict[str, Any]) -> None:
+        text = _describe(event, detail)
+        if text:
+            click.echo(f"{_ts(at)}    {text}", err=True)
+
+    def traffic(self, sent: int, ok: int, errors: int, by_region: dict[str, int]) -> None:
+        now = time.monotonic()
+        if now - self._last_traffic < 5:
+            return
+        self._last_traffic = now
+        regions = " ".join(f"{r}={n}" for r, n in sorted(by_region.items()))
+        click.echo(f"{_ts(time.time())}    traffic: {sent} sent, {errors} errors; served by {regions}", err=True)
+
+
+class RichProgress:
+    """Live status line on a TTY, events scrolling above it."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.live import Live
+        from rich.text import Text
+
+        self._Text = Text
+        self.console = Console(stderr=True)
+        self._phase = "starting"
+        self._traffic = ""
+        self._start = time.monotonic()
+        self._live = Live(self._status(), console=self.console, transient=True, refresh_per_second=4)
+        self._live.start()
+
+    def _status(self) -> Any:
+        elapsed = format_duration(round(time.monotonic() - self._start))
+        return self._Text.assemble(
+            ("● ", "bold cyan"), (self._phase, "bold"), f"  {elapsed}  ", (self._traffic, "dim")
+        )
+
+    def phase(self, name: str, detail: str = "") -> None:
+        self._phase = name + (f": {detail}" if detail else "")
+        self.console.print(f"[bold cyan]==[/] [bold]{name}[/] {detail}")
+        self._live.update(self._status())
+
+    def event(self, at: float, event: str, detail: dict[str, Any]) -> None:
+        text = _describe(event, detail)
+        if text:
+            style = "red" if "FAILED" in text or "failed" in event or "abort" in event else ""
+            self.console.print(f"[dim]{_ts(at)}[/]   {text}", style=style, highlight=False)
+
+    def traffic(self, sent: int, ok: int, errors: int, by_region: dict[str, int]) -> None:
+        regions = " ".join(f"{r}:{n}" for r, n in sorted(by_region.items()))
+        self._traffic = f"traffic {sent} sent, {errors} err  [{regions}]"
+        self._live.update(self._status())
+
+    def close(self) -> None:
+        self._live.stop()
+
+
+def make_progress(plain: bool) -> PlainProgress | RichProgress:
+    if plain or not sys.stderr.isatty():
+        return PlainProgress()
+    return RichProgress()

@@ -1,0 +1,155 @@
+"""``chaosaa run`` and ``chaosaa rollback``: signals, progress, reports, exit codes."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from pathlib import Path
+
+import click
+
+from chaosaa.errors import ChaosaaError, ExitCode
+from chaosaa.spec.model import GameDay
+from chaosaa.targets.base import TargetOptions
+
+
+def _options(
+    run_id: str,
+    allow_contexts: tuple[str, ...],
+    kubeconfig: str | None,
+    lab_state: str | None,
+    ephemeral: bool,
+) -> TargetOptions:
+    return TargetOptions(
+        run_id=run_id,
+        allowed_contexts=allow_contexts,
+        kubeconfig=kubeconfig,
+        state_dir=lab_state,
+        ephemeral=ephemeral,
+    )
+
+
+async def _execute_with_signals(run: object) -> object:
+    """Run to completion; SIGINT/SIGTERM cancel it once so that every fault reverts."""
+    from chaosaa.engine.run import Run
+
+    assert isinstance(run, Run)
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    received: list[str] = []
+
+    def on_signal(sig: signal.Signals) -> None:
+        if not received:
+            received.append(sig.name)
+            run.outcome.reason = f"interrupted by {sig.name}"
+            run.emit("run.signal", {"signal": sig.name, "action": "reverting every fault"})
+            inner.cancel()
+        else:
+            run.emit(
+                "run.signal",
+                {"signal": sig.name, "action": "still reverting; SIGKILL leaves it to the TTLs"},
+            )
+
+    inner = asyncio.ensure_future(run.execute())
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal, sig)
+    try:
+        return await asyncio.shield(inner)
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        if not inner.done():
+            await inner
+
+
+def run_command(
+    gameday: GameDay,
+    *,
+    source: Path,
+    report_dir: Path | None,
+    dry_run: bool,
+    allow_contexts: tuple[str, ...],
+    kubeconfig: str | None,
+    lab_state: str | None,
+    ephemeral: bool,
+    plain: bool,
+) -> int:
+    from chaosaa.cli.render import make_progress, render_plan
+    from chaosaa.engine.plan import build_plan
+
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    options = _options(f"{gameday.name}-{stamp}", allow_contexts, kubeconfig, lab_state, ephemeral)
+    try:
+        plan = build_plan(gameday, options)
+    except ChaosaaError as exc:
+        click.echo(f"chaosaa: error: {source}: {exc}", err=True)
+        return int(exc.exit_code)
+    if dry_run:
+        render_plan(plan, "text")
+        click.echo("\ndry run: nothing was injected.")
+        return 0
+
+    from chaosaa.engine.reporting import build_report
+    from chaosaa.engine.run import Run
+    from chaosaa.report.console import render_summary
+    from chaosaa.report.write import write_reports
+
+    progress = make_progress(plain)
+    try:
+        run = Run(gameday, options, progress)
+        outcome = asyncio.run(_execute_with_signals(run))
+    finally:
+        close = getattr(progress, "close", None)
+        if close is not None:
+            close()
+    from chaosaa.engine.run import RunOutcome
+
+    assert isinstance(outcome, RunOutcome)
+    report = build_report(outcome)
+    directory = report_dir or Path("chaosaa-reports") / f"{gameday.name}-{stamp}"
+    paths = write_reports(report, directory)
+    from rich.console import Console
+
+    render_summary(report, Console(), paths)
+    return int(outcome.exit_code)
+
+
+def rollback_command(
+    gameday: GameDay | None,
+    target_kind: str | None,
+    *,
+    lab_state: str | None,
+    allow_contexts: tuple[str, ...],
+    kubeconfig: str | None,
+) -> int:
+    from chaosaa.spec.model import RegionTarget
+    from chaosaa.spec.model import Target as TargetSpec
+    from chaosaa.targets.base import target_for
+
+    if gameday is not None:
+        spec = gameday.spec.target
+    else:
+        assert target_kind is not None
+        spec = TargetSpec(kind=target_kind, regions={"all": RegionTarget()})  # type: ignore[arg-type]
+    options = _options("rollback", allow_contexts, kubeconfig, lab_state, ephemeral=False)
+
+    async def go() -> list[str]:
+        target = target_for(spec, options)
+        try:
+            await target.open()
+            return await target.rollback()
+        finally:
+            await target.close()
+
+    try:
+        removed = asyncio.run(go())
+    except ChaosaaError as exc:
+        click.echo(f"chaosaa: error: {exc}", err=True)
+        return int(exc.exit_code)
+    if not removed:
+        click.echo("nothing to roll back: no chaosaa faults found")
+    for line in removed:
+        click.echo(f"removed: {line}")
+    return int(ExitCode.PASSED)

@@ -1,0 +1,107 @@
+"""``chaosaa plan``: exactly what a run would do, in order, touching nothing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from chaosaa.durations import format_duration
+from chaosaa.spec.checks import uses_prometheus
+from chaosaa.spec.model import (
+    ErrorRateSLO,
+    FailoverTimeSLO,
+    GameDay,
+    LostWritesSLO,
+    PromQLSLO,
+    ReplicationLagSLO,
+)
+from chaosaa.targets.base import PlannedAction, Target, TargetOptions, target_for
+
+
+@dataclass(frozen=True)
+class PlannedFault:
+    name: str
+    type: str
+    at: float  # seconds after injection starts
+    until: float
+    ttl: float
+    actions: list[PlannedAction]
+
+
+@dataclass(frozen=True)
+class Plan:
+    gameday: str
+    target_kind: str
+    regions: list[str]
+    prometheus: str
+    traffic: str
+    warmup: float
+    steady_state: list[tuple[str, str, str]]  # name, promql, expect
+    faults: list[PlannedFault]
+    abort: list[tuple[str, str, str, float]]  # name, promql, expect, for
+    slos: list[tuple[str, str, str]]  # name, objective, how it is measured
+    recovery: str
+    estimated_seconds: float
+    notes: list[str] = field(default_factory=list)
+
+
+def _slo_line(slo: object) -> tuple[str, str, str]:
+    if isinstance(slo, FailoverTimeSLO):
+        how = (
+            f"from {slo.fault or 'the first fault'} in place until success ratio >= "
+            f"{slo.threshold:g} for {format_duration(slo.sustain)} "
+            f"(source {slo.source}{': ' + slo.promql if slo.promql else ''})"
+        )
+        return slo.name, f"<= {format_duration(slo.max)}", how
+    if isinstance(slo, ReplicationLagSLO):
+        how = f"peak of {slo.promql or 'the target default lag query'} during the faults"
+        if slo.recover_within is not None:
+            how += f"; back under max within {format_duration(slo.recover_within)} of revert"
+        if slo.canary:
+            how += "; plus canary writes across regions"
+        return slo.name, f"<= {format_duration(slo.max)}", how
+    if isinstance(slo, LostWritesSLO):
+        return slo.name, f"<= {slo.max}", "read every acknowledged write back from every region"
+    if isinstance(slo, ErrorRateSLO):
+        return slo.name, f"<= {slo.max:g}", f"failed/total requests (source {slo.source})"
+    assert isinstance(slo, PromQLSLO)
+    return slo.name, str(slo.objective), f"{slo.aggregate} of {slo.promql} over the run"
+
+
+def build_plan(gameday: GameDay, options: TargetOptions | None = None, target: Target | None = None) -> Plan:
+    spec = gameday.spec
+    target = target or target_for(spec.target, options or TargetOptions())
+    target.check(list(spec.faults))
+    faults = [
+        PlannedFault(f.name, f.type, f.after, f.after + f.duration, f.ttl, target.plan(f))
+        for f in sorted(spec.faults, key=lambda f: f.after)
+    ]
+    t = spec.traffic
+    if uses_prometheus(spec):
+        prometheus = spec.prometheus.url or f"supplied by the {spec.target.kind} target"
+    else:
+        prometheus = "not used"
+    sustain = max((getattr(s, "sustain", 0.0) for s in spec.slos), default=0.0)
+    recovery = max(spec.recovery.settle, sustain + 1.0 if spec.faults else 0.0)
+    estimate = t.warmup + spec.fault_span() + recovery
+    notes = []
+    if spec.schedule:
+        notes.append(f"schedule {spec.schedule!r} ({spec.time_zone}) applies to the operator only")
+    return Plan(
+        gameday=gameday.name,
+        target_kind=spec.target.kind,
+        regions=list(spec.target.regions),
+        prometheus=prometheus,
+        traffic=(
+            f"{t.rate:g} req/s open loop, {t.write_ratio:.0%} writes over {t.keys} keys, "
+            f"timeout {format_duration(t.timeout)}, duration {t.duration if t.duration == 'auto' else format_duration(t.duration)}"
+        ),
+        warmup=t.warmup,
+        steady_state=[(c.name, c.promql, str(c.expect)) for c in spec.steady_state],
+        faults=faults,
+        abort=[(a.name, a.promql, str(a.expect), a.for_) for a in spec.abort],
+        slos=[_slo_line(s) for s in spec.slos],
+        recovery=f"settle {format_duration(recovery)}, convergence up to "
+        f"{format_duration(spec.recovery.convergence_timeout)}",
+        estimated_seconds=estimate,
+        notes=notes,
+    )

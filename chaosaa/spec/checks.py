@@ -1,0 +1,105 @@
+"""Cross-field rules of a GameDay that a single field cannot express.
+
+Each problem is returned as ``(path, reason)`` so the loader can name the field and line.
+"""
+
+from __future__ import annotations
+
+from chaosaa.spec.model import (
+    ErrorRateSLO,
+    FailoverTimeSLO,
+    GameDaySpec,
+    PromQLSLO,
+    ReplicationLagSLO,
+)
+
+Problem = tuple[tuple[str | int, ...], str]
+
+
+def _unique_names(kind: str, names: list[str]) -> list[Problem]:
+    seen: set[str] = set()
+    out: list[Problem] = []
+    for i, name in enumerate(names):
+        if name in seen:
+            out.append((("spec", kind, i, "name"), f"duplicate name {name!r}"))
+        seen.add(name)
+    return out
+
+
+def uses_prometheus(spec: GameDaySpec) -> bool:
+    return bool(spec.steady_state or spec.abort) or any(_slo_uses_prometheus(s) for s in spec.slos)
+
+
+def _slo_uses_prometheus(slo: object) -> bool:
+    if isinstance(slo, ReplicationLagSLO | PromQLSLO):
+        return True
+    return isinstance(slo, FailoverTimeSLO | ErrorRateSLO) and slo.source == "prometheus"
+
+
+def semantic_problems(spec: GameDaySpec) -> list[Problem]:
+    problems: list[Problem] = []
+    problems += _unique_names("faults", [f.name for f in spec.faults])
+    problems += _unique_names("slos", [s.name for s in spec.slos])
+    problems += _unique_names("steadyState", [c.name for c in spec.steady_state])
+    problems += _unique_names("abort", [a.name for a in spec.abort])
+
+    known = set(spec.target.regions)
+    listed = ", ".join(sorted(known))
+    for i, fault in enumerate(spec.faults):
+        unknown = fault.referenced_regions() - known
+        if unknown:
+            problems.append(
+                (
+                    ("spec", "faults", i),
+                    f"region(s) {', '.join(sorted(unknown))} not in target.regions ({listed})",
+                )
+            )
+    for i, region in enumerate(spec.traffic.homes):
+        if region not in known:
+            problems.append(
+                (("spec", "traffic", "homes", i), f"region {region!r} not in target.regions ({listed})")
+            )
+
+    fault_names = [f.name for f in spec.faults]
+    for i, slo in enumerate(spec.slos):
+        if isinstance(slo, FailoverTimeSLO):
+            if not spec.faults:
+                problems.append((("spec", "slos", i), "failoverTime needs at least one fault"))
+            elif slo.fault is not None and slo.fault not in fault_names:
+                problems.append(
+                    (
+                        ("spec", "slos", i, "fault"),
+                        f"no fault named {slo.fault!r} (faults: {', '.join(fault_names)})",
+                    )
+                )
+        if (
+            spec.target.kind != "lab"
+            and _slo_uses_prometheus(slo)
+            and not getattr(slo, "promql", None)
+        ):
+            problems.append(
+                (
+                    ("spec", "slos", i, "promql"),
+                    f"required for target kind {spec.target.kind} "
+                    "(only the lab supplies default queries)",
+                )
+            )
+    if spec.target.kind != "lab" and uses_prometheus(spec) and not spec.prometheus.url:
+        problems.append(
+            (
+                ("spec", "prometheus", "url"),
+                f"required for target kind {spec.target.kind} when steady state, abort rules "
+                "or Prometheus-based SLOs are used",
+            )
+        )
+    if spec.traffic.duration != "auto":
+        needed = spec.traffic.warmup + spec.fault_span()
+        if spec.traffic.duration < needed:
+            problems.append(
+                (
+                    ("spec", "traffic", "duration"),
+                    f"{spec.traffic.duration:g}s is shorter than warmup + faults ({needed:g}s); "
+                    "use 'auto' or a longer duration",
+                )
+            )
+    return problems

@@ -1,0 +1,254 @@
+"""Read GameDay files: strict YAML, line numbers, and errors that name file, field and reason.
+
+Error lines look like ``region-down.yaml:23: spec.faults[0].duration: must be > 0``.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from chaosaa.errors import SpecError
+from chaosaa.spec.checks import semantic_problems
+from chaosaa.spec.model import FAULT_TYPES, SLO_TYPES, GameDay
+
+Loc = tuple[str | int, ...]
+
+#: Discriminator values pydantic puts into error locations; users never wrote them.
+_TAGS = {("faults", t) for t in FAULT_TYPES} | {("slos", t) for t in SLO_TYPES}
+
+
+class _LineLoader(yaml.SafeLoader):
+    """SafeLoader that rejects duplicate keys and remembers the line of every node."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.lines: dict[Loc, int] = {}
+
+
+def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                "while constructing a mapping",
+                node.start_mark,
+                f"duplicate key {key!r} (first at line {seen[key] + 1})",
+                key_node.start_mark,
+            )
+        try:
+            seen[key] = key_node.start_mark.line
+        except TypeError:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"unhashable mapping key {key!r}", key_node.start_mark
+            ) from None
+    return loader.construct_mapping(node, deep=deep)
+
+
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _record_lines(node: yaml.Node, loc: Loc, lines: dict[Loc, int]) -> None:
+    lines[loc] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            if isinstance(key_node, yaml.ScalarNode):
+                child = (*loc, key_node.value)
+                _record_lines(value_node, child, lines)
+                lines[child] = key_node.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _record_lines(item, (*loc, i), lines)
+
+
+def format_loc(loc: Iterable[str | int]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _clean_loc(loc: Sequence[str | int]) -> Loc:
+    """Drop the discriminator tags pydantic adds (``spec.faults[0].blackhole.x``)."""
+    out: list[str | int] = []
+    for i, part in enumerate(loc):
+        if i >= 2 and isinstance(loc[i - 1], int) and (loc[i - 2], part) in _TAGS:
+            continue
+        if isinstance(part, str) and (part.startswith("function-") or part == "[key]"):
+            continue
+        out.append(part)
+    return tuple(out)
+
+
+def _line_for(loc: Loc, lines: Mapping[Loc, int]) -> int | None:
+    for end in range(len(loc), -1, -1):
+        if loc[:end] in lines:
+            return lines[loc[:end]]
+    return None
+
+
+def _reason(err: Mapping[str, Any]) -> str:
+    kind = err["type"]
+    ctx = err.get("ctx") or {}
+    if kind == "extra_forbidden":
+        return "unknown field"
+    if kind == "missing":
+        return "required field is missing"
+    if kind == "union_tag_invalid":
+        return f"unknown type {ctx.get('tag')!r}; expected one of {ctx.get('expected_tags')}"
+    if kind == "union_tag_not_found":
+        return "the 'type' field is missing"
+    if kind == "greater_than":
+        return f"must be > {ctx.get('gt')}"
+    if kind == "greater_than_equal":
+        return f"must be >= {ctx.get('ge')}"
+    if kind == "less_than_equal":
+        return f"must be <= {ctx.get('le')}"
+    if kind == "string_pattern_mismatch":
+        return f"{err.get('input')!r} does not match {ctx.get('pattern')}"
+    if kind == "literal_error":
+        return f"{err.get('input')!r} is not allowed; expected {ctx.get('expected')}"
+    msg = str(err["msg"])
+    if kind == "value_error":
+        msg = msg.removeprefix("Value error, ")
+    return msg
+
+
+def _allowed_fields(loc: Loc, data: Any) -> str:
+    """For an unknown field, list what is allowed there (helps catch typos)."""
+    from chaosaa.spec import model as m
+
+    parent = loc[:-1]
+    model: Any = {(): m.GameDay, ("spec",): m.GameDaySpec}.get(parent)
+    if model is None:
+        return ""
+    names = sorted(f.alias or n for n, f in model.model_fields.items())
+    return f" (allowed: {', '.join(names)})"
+
+
+def _problems_from_validation(exc: ValidationError, data: Any) -> list[tuple[Loc, str]]:
+    out: list[tuple[Loc, str]] = []
+    for err in exc.errors():
+        loc = _clean_loc(err["loc"])
+        reason = _reason(err)
+        if err["type"] == "extra_forbidden":
+            reason += _allowed_fields(loc, data)
+        out.append((loc, reason))
+    return out
+
+
+def _format(source: str, problems: Iterable[tuple[Loc, str]], lines: Mapping[Loc, int]) -> list[str]:
+    out = []
+    for loc, reason in problems:
+        line = _line_for(loc, lines)
+        where = f"{source}:{line}" if line else source
+        field = format_loc(loc)
+        out.append(f"{where}: {field}: {reason}" if field else f"{where}: {reason}")
+    return out
+
+
+def parse_yaml(text: str, source: str) -> tuple[Any, dict[Loc, int]]:
+    """Parse one YAML document with duplicate-key detection and a line table."""
+    try:
+        loader = _LineLoader(text)
+    except yaml.YAMLError as exc:
+        raise SpecError([f"{source}: YAML error: {getattr(exc, 'reason', exc)}"]) from None
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            raise SpecError([f"{source}: the file is empty"])
+        data = loader.construct_document(node)
+        _record_lines(node, (), loader.lines)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}" if mark is not None else source
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise SpecError([f"{where}: YAML error: {problem}"]) from None
+    finally:
+        loader.dispose()
+    return data, loader.lines
+
+
+def apply_overrides(data: Any, overrides: Iterable[str], source: str) -> Any:
+    """Apply ``--set spec.traffic.rate=100`` style overrides (values parsed as YAML)."""
+    data = copy.deepcopy(data)
+    for item in overrides:
+        path, sep, raw = item.partition("=")
+        if not sep or not path:
+            raise SpecError([f"--set {item!r}: expected path=value, e.g. spec.traffic.rate=100"])
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = raw
+        cursor = data
+        parts = path.split(".")
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            if isinstance(cursor, list):
+                if not part.isdigit() or int(part) >= len(cursor):
+                    raise SpecError([f"--set {item!r}: {format_loc(parts[: i + 1])}: no such item"])
+                if last:
+                    cursor[int(part)] = value
+                else:
+                    cursor = cursor[int(part)]
+            elif isinstance(cursor, dict):
+                if last:
+                    cursor[part] = value
+                else:
+                    cursor = cursor.setdefault(part, {})
+            else:
+                raise SpecError([f"--set {item!r}: {'.'.join(parts[:i])} is not a mapping"])
+    return data
+
+
+def load_gameday_text(text: str, source: str, overrides: Iterable[str] = ()) -> GameDay:
+    data, lines = parse_yaml(text, source)
+    data = apply_overrides(data, overrides, source)
+    return validate_gameday(data, source, lines)
+
+
+def validate_gameday(data: Any, source: str, lines: Mapping[Loc, int] | None = None) -> GameDay:
+    """Validate a parsed document (a dict) into a GameDay or raise SpecError."""
+    lines = lines or {}
+    if not isinstance(data, dict):
+        kind = type(data).__name__ if data is not None else "nothing"
+        raise SpecError([f"{source}: expected a GameDay mapping at the top level, got {kind}"])
+    try:
+        gameday = GameDay.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(_format(source, _problems_from_validation(exc, data), lines)) from None
+    problems = semantic_problems(gameday.spec)
+    if problems:
+        raise SpecError(_format(source, problems, lines))
+    return gameday
+
+
+def load_gameday(path: str | Path, overrides: Iterable[str] = ()) -> GameDay:
+    """Read and validate a GameDay file; raise SpecError naming file, field and reason."""
+    p = Path(path)
+    source = str(path)
+    try:
+        raw = p.read_bytes()
+    except FileNotFoundError:
+        raise SpecError([f"{source}: no such file"]) from None
+    except IsADirectoryError:
+        raise SpecError([f"{source}: is a directory, expected a GameDay YAML file"]) from None
+    except OSError as exc:
+        raise SpecError([f"{source}: cannot read: {exc.strerror}"]) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise SpecError(
+            [f"{source}:{line}: not valid UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start})"]
+        ) from None
+    return load_gameday_text(text, source, overrides)

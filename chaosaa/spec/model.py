@@ -1,0 +1,383 @@
+"""The GameDay format (DESIGN.md section 2) as pydantic models.
+
+These models are the single source for validation, for ``chaosaa plan`` and for the CRD's
+openAPIV3Schema. Field names are camelCase in YAML and snake_case in Python.
+"""
+
+from __future__ import annotations
+
+import zoneinfo
+from typing import Annotated, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+from chaosaa.spec.types import (
+    NAME_PATTERN,
+    REGION_PATTERN,
+    Duration,
+    Expect,
+    Expectation,
+    Rate,
+)
+
+API_VERSION = "chaosaa.io/v1alpha1"
+
+
+class Model(BaseModel):
+    """Strict base: unknown fields are errors, YAML uses camelCase."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        alias_generator=to_camel,
+        populate_by_name=True,
+        frozen=True,
+    )
+
+
+RegionName = Annotated[str, Field(pattern=REGION_PATTERN)]
+Link = Annotated[list[RegionName], Field(min_length=2, max_length=2)]
+
+
+# --------------------------------------------------------------------------- target
+
+
+class KubeconfigSecretRef(Model):
+    """A Secret holding a kubeconfig for a remote region (operator only)."""
+
+    name: str = Field(min_length=1)
+    key: str = "kubeconfig"
+    namespace: str | None = None
+
+
+class RegionTarget(Model):
+    """How one region is reached. Which fields apply depends on ``target.kind``."""
+
+    cluster: str | None = Field(None, description="kind: cluster name (default: the region name)")
+    context: str | None = Field(None, description="kubernetes: kubeconfig context")
+    namespace: str | None = Field(None, description="kubernetes: namespace of the service")
+    namespaces: list[str] = Field(default_factory=list, description="kubernetes: more namespaces")
+    endpoint: str | None = Field(
+        None, description="URL of the service in this region (per-region reads and canaries)"
+    )
+    kubeconfig_secret: KubeconfigSecretRef | None = None
+
+    def all_namespaces(self) -> list[str]:
+        names = [self.namespace] if self.namespace else []
+        return names + [n for n in self.namespaces if n not in names]
+
+
+class Target(Model):
+    kind: Literal["lab", "kind", "kubernetes"]
+    regions: dict[RegionName, RegionTarget] = Field(min_length=1)
+    url: str | None = Field(None, description="global entry point of the service (router, GSLB)")
+
+    @field_validator("regions", mode="before")
+    @classmethod
+    def _empty_region_bodies(cls, value: object) -> object:
+        # ``us:`` with nothing after it is YAML null; treat it as ``us: {}``.
+        if isinstance(value, dict):
+            return {k: ({} if v is None else v) for k, v in value.items()}
+        return value
+
+    @model_validator(mode="after")
+    def _fields_for_kind(self) -> Self:
+        for name, region in self.regions.items():
+            if self.kind == "kubernetes" and not region.context:
+                raise ValueError(f"regions.{name}.context is required for target kind kubernetes")
+            if self.kind != "kubernetes" and (region.context or region.namespace):
+                raise ValueError(
+                    f"regions.{name}: context/namespace apply only to target kind kubernetes"
+                )
+            if self.kind != "kind" and region.cluster:
+                raise ValueError(f"regions.{name}.cluster applies only to target kind kind")
+        return self
+
+
+class Prometheus(Model):
+    url: str | None = Field(None, description="base URL; optional for the lab, which supplies it")
+    timeout: Duration = Field(10.0, gt=0)
+    scrape_interval: Duration | None = Field(
+        None, description="scrape interval of the series (default: read from Prometheus' config)"
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value
+
+
+# --------------------------------------------------------------------------- traffic
+
+
+class Traffic(Model):
+    rate: float = Field(50, gt=0, le=20000, description="requests per second, open loop")
+    write_ratio: float = Field(0.3, ge=0, le=1)
+    duration: Duration | Literal["auto"] = "auto"
+    warmup: Duration = Field(5.0, ge=0, description="traffic before the steady-state check")
+    timeout: Duration = Field(1.0, gt=0, description="per-request timeout")
+    keys: int = Field(200, ge=1, le=1_000_000, description="size of the written key space")
+    homes: list[RegionName] = Field(
+        default_factory=list,
+        description="home regions the clients claim (X-Chaosaa-Home), default: every region",
+    )
+
+
+class Recovery(Model):
+    settle: Duration = Field(5.0, ge=0, description="wait after the last revert before checks")
+    convergence_timeout: Duration = Field(30.0, ge=0)
+
+
+# --------------------------------------------------------------------------- faults
+
+
+class FaultBase(Model):
+    name: str = Field(pattern=NAME_PATTERN)
+    after: Duration = Field(0.0, ge=0)
+    duration: Duration = Field(gt=0)
+    ttl: Duration = Field(10.0, gt=0, description="dead-man switch: expires unless renewed")
+
+    def referenced_regions(self) -> set[str]:
+        return set()
+
+
+class RegionsOrLinks(FaultBase):
+    """Faults that take ``regions`` or ``links`` (exactly one)."""
+
+    regions: list[RegionName] | None = Field(None, min_length=1)
+    links: list[Link] | None = Field(None, min_length=1)
+
+    @model_validator(mode="after")
+    def _one_scope(self) -> Self:
+        if (self.regions is None) == (self.links is None):
+            raise ValueError("give exactly one of regions or links")
+        for a, b in self.links or []:
+            if a == b:
+                raise ValueError(f"link [{a}, {b}] connects a region to itself")
+        return self
+
+    def referenced_regions(self) -> set[str]:
+        return set(self.regions or []) | {r for link in self.links or [] for r in link}
+
+
+class BlackholeFault(FaultBase):
+    type: Literal["blackhole"]
+    regions: list[RegionName] | None = Field(None, min_length=1)
+    partition: list[Annotated[list[RegionName], Field(min_length=1)]] | None = Field(
+        None, min_length=2
+    )
+    direction: Literal["both", "ingress", "egress"] = "both"
+    clients: bool | None = Field(None, description="also cut client traffic (default: true for regions)")
+
+    @model_validator(mode="after")
+    def _one_scope(self) -> Self:
+        if (self.regions is None) == (self.partition is None):
+            raise ValueError("give exactly one of regions or partition")
+        if self.partition is not None:
+            seen: set[str] = set()
+            for group in self.partition:
+                for region in group:
+                    if region in seen:
+                        raise ValueError(f"partition: region {region} is in more than one group")
+                    seen.add(region)
+        return self
+
+    @property
+    def cuts_clients(self) -> bool:
+        return self.clients if self.clients is not None else self.regions is not None
+
+    def referenced_regions(self) -> set[str]:
+        return set(self.regions or []) | {r for g in self.partition or [] for r in g}
+
+
+class LatencyFault(RegionsOrLinks):
+    type: Literal["latency"]
+    delay: Duration = Field(gt=0)
+    jitter: Duration = Field(0.0, ge=0)
+    clients: bool = False
+
+
+class ReplicationLagFault(RegionsOrLinks):
+    type: Literal["replicationLag"]
+    mode: Literal["throttle", "pause"] = "throttle"
+    bandwidth: Rate = Field(64_000.0)
+
+
+class RegionDownFault(FaultBase):
+    type: Literal["regionDown"]
+    regions: list[RegionName] = Field(min_length=1)
+
+    def referenced_regions(self) -> set[str]:
+        return set(self.regions)
+
+
+class BandwidthFault(RegionsOrLinks):
+    type: Literal["bandwidth"]
+    rate: Rate
+
+
+class PacketLossFault(RegionsOrLinks):
+    type: Literal["packetLoss"]
+    percent: float = Field(gt=0, le=100)
+
+
+Fault = Annotated[
+    BlackholeFault
+    | LatencyFault
+    | ReplicationLagFault
+    | RegionDownFault
+    | BandwidthFault
+    | PacketLossFault,
+    Field(discriminator="type"),
+]
+FAULT_TYPES = ("blackhole", "latency", "replicationLag", "regionDown", "bandwidth", "packetLoss")
+
+
+# --------------------------------------------------------------------------- SLOs
+
+
+class SLOBase(Model):
+    name: str = Field(pattern=NAME_PATTERN)
+    on_no_data: Literal["fail", "ignore"] = "fail"
+
+
+class FailoverTimeSLO(SLOBase):
+    """Fault in place -> service healthy again and staying healthy for ``sustain``."""
+
+    type: Literal["failoverTime"]
+    max: Duration = Field(ge=0)
+    source: Literal["probe", "prometheus"] = "probe"
+    threshold: float = Field(0.99, gt=0, le=1, description="healthy = success ratio >= this")
+    sustain: Duration = Field(5.0, gt=0)
+    fault: str | None = Field(None, description="measure from this fault (default: the first)")
+    promql: str | None = Field(None, description="success ratio series (source prometheus)")
+
+
+class ReplicationLagSLO(SLOBase):
+    type: Literal["replicationLag"]
+    max: Duration = Field(ge=0)
+    promql: str | None = Field(None, description="lag in seconds (the lab supplies a default)")
+    recover_within: Duration | None = Field(None, ge=0)
+    canary: bool = Field(True, description="also measure lag by writing canary keys")
+
+
+class LostWritesSLO(SLOBase):
+    type: Literal["lostWrites"]
+    max: int = Field(0, ge=0)
+
+
+class ErrorRateSLO(SLOBase):
+    type: Literal["errorRate"]
+    max: float = Field(ge=0, le=1)
+    source: Literal["probe", "prometheus"] = "probe"
+    promql: str | None = None
+
+
+class PromQLSLO(SLOBase):
+    """Generic: a PromQL expression over the run, aggregated, compared with ``expect``."""
+
+    type: Literal["promql"]
+    promql: str = Field(min_length=1)
+    expect: Expect | None = None
+    max: float | None = None
+    aggregate: Literal["max", "min", "avg", "last"] = "max"
+
+    @model_validator(mode="after")
+    def _objective(self) -> Self:
+        if (self.expect is None) == (self.max is None):
+            raise ValueError("give exactly one of expect (e.g. '< 5') or max")
+        return self
+
+    @property
+    def objective(self) -> Expectation:
+        return self.expect if self.expect is not None else Expectation("<=", float(self.max or 0))
+
+
+SLO = Annotated[
+    FailoverTimeSLO | ReplicationLagSLO | LostWritesSLO | ErrorRateSLO | PromQLSLO,
+    Field(discriminator="type"),
+]
+SLO_TYPES = ("failoverTime", "replicationLag", "lostWrites", "errorRate", "promql")
+
+
+# --------------------------------------------------------------------------- checks
+
+
+class SteadyStateCheck(Model):
+    name: str = Field(pattern=NAME_PATTERN)
+    promql: str = Field(min_length=1)
+    expect: Expect
+
+
+class AbortRule(Model):
+    name: str = Field(pattern=NAME_PATTERN)
+    promql: str = Field(min_length=1)
+    expect: Expect = Field(description="the run aborts when this stops holding for `for`")
+    for_: Duration = Field(0.0, ge=0, alias="for")
+
+
+# --------------------------------------------------------------------------- GameDay
+
+
+class Metadata(Model):
+    name: str = Field(pattern=NAME_PATTERN)
+    namespace: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+class GameDaySpec(Model):
+    description: str = ""
+    target: Target
+    prometheus: Prometheus = Field(default_factory=Prometheus)
+    traffic: Traffic = Field(default_factory=Traffic)
+    recovery: Recovery = Field(default_factory=Recovery)
+    steady_state: list[SteadyStateCheck] = Field(default_factory=list)
+    faults: list[Fault] = Field(default_factory=list)
+    slos: list[SLO] = Field(default_factory=list)
+    abort: list[AbortRule] = Field(default_factory=list)
+    # operator only
+    schedule: str | None = Field(None, description="cron, 5 fields (operator only)")
+    time_zone: str = "UTC"
+    suspend: bool = False
+    concurrency_policy: Literal["Forbid", "Allow", "Replace"] = "Forbid"
+    starting_deadline_seconds: int | None = Field(None, ge=0)
+    successful_runs_history_limit: int = Field(3, ge=0)
+    failed_runs_history_limit: int = Field(1, ge=0)
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        from croniter import croniter  # lazy: keeps `chaosaa validate` fast
+
+        if len(value.split()) != 5 or not croniter.is_valid(value):
+            raise ValueError(f"{value!r} is not a 5-field cron expression (e.g. '0 10 1 * *')")
+        return value
+
+    @field_validator("time_zone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not an IANA time zone (e.g. Europe/Berlin)") from None
+        return value
+
+    def fault_span(self) -> float:
+        """Seconds from the start of injection until the last fault is reverted."""
+        return max((f.after + f.duration for f in self.faults), default=0.0)
+
+
+class GameDay(Model):
+    api_version: Literal["chaosaa.io/v1alpha1"]
+    kind: Literal["GameDay"]
+    metadata: Metadata
+    spec: GameDaySpec
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name

@@ -1,0 +1,136 @@
+"""Scalar types read from GameDay files: durations, rates, comparisons, names."""
+
+from __future__ import annotations
+
+import operator
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
+
+from chaosaa.durations import format_duration, parse_duration
+
+DURATION_PATTERN = r"^(0|(\d+(\.\d+)?(ms|s|m|h|d))+)$"
+
+
+def _duration(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError("must be a duration such as 10s, not a boolean")
+    if isinstance(value, int | float):
+        if value == 0:
+            return 0.0
+        raise ValueError(f"{value!r} has no unit: write e.g. {value}s or {value}ms")
+    if not isinstance(value, str):
+        raise ValueError("must be a duration string such as 250ms, 10s, 5m")
+    return parse_duration(value)
+
+
+#: Seconds, read from ``250ms``/``10s``/``5m``/``1h``; written back as a string.
+Duration = Annotated[
+    float,
+    BeforeValidator(_duration),
+    PlainSerializer(format_duration, return_type=str),
+    WithJsonSchema({"type": "string", "pattern": DURATION_PATTERN}),
+]
+
+_RATE_UNITS = {
+    "bit": 1.0,
+    "kbit": 1e3,
+    "mbit": 1e6,
+    "gbit": 1e9,
+    "bps": 8.0,
+    "kbps": 8e3,
+    "mbps": 8e6,
+    "gbps": 8e9,
+}
+RATE_PATTERN = r"^\d+(\.\d+)?(bit|kbit|mbit|gbit|bps|kbps|mbps|gbps)$"
+
+
+def parse_rate(text: str) -> float:
+    """Return bits per second for tc-style rates (``64kbit``, ``1mbit``, ``10kbps`` = bytes)."""
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)(bit|kbit|mbit|gbit|bps|kbps|mbps|gbps)", text.strip().lower())
+    if not m:
+        raise ValueError(
+            f"{text!r} is not a rate: use a number and a unit (bit, kbit, mbit, gbit; "
+            "bps, kbps, mbps for bytes), e.g. 64kbit or 1mbit"
+        )
+    bits = float(m.group(1)) * _RATE_UNITS[m.group(2)]
+    if bits <= 0:
+        raise ValueError(f"{text!r}: rate must be > 0")
+    return bits
+
+
+def _rate(value: Any) -> float:
+    if not isinstance(value, str):
+        raise ValueError("must be a rate string such as 64kbit or 1mbit")
+    return parse_rate(value)
+
+
+def _format_rate(bits: float) -> str:
+    for unit, factor in (("gbit", 1e9), ("mbit", 1e6), ("kbit", 1e3)):
+        if bits >= factor and (bits / factor).is_integer():
+            return f"{int(bits / factor)}{unit}"
+    return f"{bits:g}bit"
+
+
+#: Bits per second, read from tc-style strings.
+Rate = Annotated[
+    float,
+    BeforeValidator(_rate),
+    PlainSerializer(_format_rate, return_type=str),
+    WithJsonSchema({"type": "string", "pattern": RATE_PATTERN}),
+]
+
+_OPS: dict[str, Callable[[float, float], bool]] = {
+    ">=": operator.ge,
+    "<=": operator.le,
+    "==": operator.eq,
+    "!=": operator.ne,
+    ">": operator.gt,
+    "<": operator.lt,
+}
+EXPECT_PATTERN = r"^\s*(>=|<=|==|!=|>|<)\s*-?\d+(\.\d+)?([eE][-+]?\d+)?\s*$"
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """A comparison and a number, e.g. ``>= 0.99``."""
+
+    op: str
+    value: float
+
+    def holds(self, measured: float) -> bool:
+        return _OPS[self.op](measured, self.value)
+
+    def __str__(self) -> str:
+        return f"{self.op} {self.value:g}"
+
+
+def parse_expect(text: str) -> Expectation:
+    m = re.fullmatch(r"\s*(>=|<=|==|!=|>|<)\s*(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)\s*", text)
+    if not m:
+        raise ValueError(
+            f"{text!r} is not an expectation: write a comparison and a number, e.g. '>= 0.99' or '< 5'"
+        )
+    return Expectation(m.group(1), float(m.group(2)))
+
+
+def _expect(value: Any) -> Expectation:
+    if isinstance(value, Expectation):
+        return value
+    if not isinstance(value, str):
+        raise ValueError("must be a string such as '>= 0.99' (quote it in YAML)")
+    return parse_expect(value)
+
+
+Expect = Annotated[
+    Expectation,
+    BeforeValidator(_expect),
+    PlainSerializer(str, return_type=str),
+    WithJsonSchema({"type": "string", "pattern": EXPECT_PATTERN}),
+]
+
+NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+REGION_PATTERN = r"^[a-z][a-z0-9-]{0,30}$"

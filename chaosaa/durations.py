@@ -20,7 +20,8 @@ def parse_duration(text: str) -> float:
         return 0.0
     if not _WHOLE.fullmatch(s):
         raise ValueError(
-            f"{text!r} is not a duration: use a number and a unit (ms, s, m, h, d), e.g. 250ms, 10s, 1m30s"
+            f"{text!r} is not a duration: use a number and a unit (ms, s, m, h, d), "
+            "e.g. 250ms, 10s, 1m30s"
         )
     return sum(float(n) * _UNITS[u] for n, u in _PART.findall(s))
 

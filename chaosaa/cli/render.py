@@ -24,7 +24,10 @@ def render_plan(plan: Plan, output: str) -> None:
     say(f"  Prometheus: {plan.prometheus}")
     say(f"  Estimated run time: ~{format_duration(round(plan.estimated_seconds))}")
     say("")
-    say("1. preflight: reach the target and Prometheus, check every PromQL expression, take the lease")
+    say(
+        "1. preflight: reach the target and Prometheus, check every PromQL expression, "
+        "take the lease"
+    )
     say(f"2. traffic: {plan.traffic}")
     say(f"3. steady state after {format_duration(plan.warmup)} warm-up:")
     for name, promql, expect in plan.steady_state or [("(none)", "", "")]:
@@ -58,7 +61,9 @@ def _describe(event: str, detail: dict[str, Any]) -> str | None:
     if event.startswith("phase."):
         return None
     if event == "fault.effective":
-        return f"fault {detail['fault']} in place after {detail['timeToEffectSeconds'] * 1000:.0f} ms"
+        return (
+            f"fault {detail['fault']} in place after {detail['timeToEffectSeconds'] * 1000:.0f} ms"
+        )
     if event == "fault.reverted":
         return f"fault {detail['fault']} reverted in {detail['timeToRevertSeconds'] * 1000:.0f} ms"
     if event == "fault.requested":
@@ -95,7 +100,10 @@ class PlainProgress:
             return
         self._last_traffic = now
         regions = " ".join(f"{r}={n}" for r, n in sorted(by_region.items()))
-        click.echo(f"{_ts(time.time())}    traffic: {sent} sent, {errors} errors; served by {regions}", err=True)
+        click.echo(
+            f"{_ts(time.time())}    traffic: {sent} sent, {errors} errors; served by {regions}",
+            err=True,
+        )
 
 
 class RichProgress:
@@ -111,7 +119,9 @@ class RichProgress:
         self._phase = "starting"
         self._traffic = ""
         self._start = time.monotonic()
-        self._live = Live(self._status(), console=self.console, transient=True, refresh_per_second=4)
+        self._live = Live(
+            self._status(), console=self.console, transient=True, refresh_per_second=4
+        )
         self._live.start()
 
     def _status(self) -> Any:

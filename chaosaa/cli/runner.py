@@ -124,7 +124,6 @@ def rollback_command(
     allow_contexts: tuple[str, ...],
     kubeconfig: str | None,
 ) -> int:
-    from chaosaa.spec.model import RegionTarget
     from chaosaa.spec.model import Target as TargetSpec
     from chaosaa.targets.base import target_for
 
@@ -132,7 +131,7 @@ def rollback_command(
         spec = gameday.spec.target
     else:
         assert target_kind is not None
-        spec = TargetSpec(kind=target_kind, regions={"all": RegionTarget()})  # type: ignore[arg-type]
+        spec = TargetSpec.model_validate({"kind": target_kind, "regions": {"all": {}}})
     options = _options("rollback", allow_contexts, kubeconfig, lab_state, ephemeral=False)
 
     async def go() -> list[str]:

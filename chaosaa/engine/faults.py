@@ -59,14 +59,14 @@ class FaultRecord:
         return self.reverted_at - self.revert_requested_at
 
 
-async def _wait_until(check: Callable[[], Any], what: str, timeout: float) -> float:
+async def _wait_until(check: Callable[[], Any], what: str, limit: float) -> float:
     """Poll an async predicate until true; return the unix time it first held."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + limit
     while True:
         if await check():
             return time.time()
         if time.monotonic() >= deadline:
-            raise FaultError(f"{what}: not verified within {timeout:g}s")
+            raise FaultError(f"{what}: not verified within {limit:g}s")
         await asyncio.sleep(POLL_INTERVAL)
 
 
@@ -153,5 +153,8 @@ class FaultRunner:
             raise FaultError(f"fault {f.name!r}: revert failed: {exc}") from exc
         self._emit(
             "fault.reverted",
-            {"fault": f.name, "timeToRevertSeconds": round(rec.reverted_at - rec.revert_requested_at, 6)},
+            {
+                "fault": f.name,
+                "timeToRevertSeconds": round(rec.reverted_at - rec.revert_requested_at, 6),
+            },
         )

@@ -67,7 +67,9 @@ def _slo_line(slo: object) -> tuple[str, str, str]:
     return slo.name, str(slo.objective), f"{slo.aggregate} of {slo.promql} over the run"
 
 
-def build_plan(gameday: GameDay, options: TargetOptions | None = None, target: Target | None = None) -> Plan:
+def build_plan(
+    gameday: GameDay, options: TargetOptions | None = None, target: Target | None = None
+) -> Plan:
     spec = gameday.spec
     target = target or target_for(spec.target, options or TargetOptions())
     target.check(list(spec.faults))
@@ -93,7 +95,8 @@ def build_plan(gameday: GameDay, options: TargetOptions | None = None, target: T
         prometheus=prometheus,
         traffic=(
             f"{t.rate:g} req/s open loop, {t.write_ratio:.0%} writes over {t.keys} keys, "
-            f"timeout {format_duration(t.timeout)}, duration {t.duration if t.duration == 'auto' else format_duration(t.duration)}"
+            f"timeout {format_duration(t.timeout)}, duration "
+            f"{t.duration if t.duration == 'auto' else format_duration(t.duration)}"
         ),
         warmup=t.warmup,
         steady_state=[(c.name, c.promql, str(c.expect)) for c in spec.steady_state],

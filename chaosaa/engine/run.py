@@ -2,7 +2,7 @@
 
 preflight -> steady-state -> inject -> observe -> revert (always) -> recover -> verify ->
 report. ``execute`` never raises for problems of the run itself: every outcome, including
-an environment error or a signal, ends in a report with a verdict and an exit code.
+an environment error or a signal, ends in a ``RunOutcome`` that the report is built from.
 """
 
 from __future__ import annotations
@@ -18,26 +18,28 @@ from typing import Any
 
 from chaosaa.engine.faults import FaultRecord, FaultRunner
 from chaosaa.engine.progress import NullProgress, Progress
-from chaosaa.engine.slo import SLOContext, SLOResult, evaluate_slos
-from chaosaa.engine.steady import CheckResult, evaluate_checks, watch_abort_rules
-from chaosaa.errors import (
-    AbortedError,
-    ChaosaaError,
-    ExitCode,
-    FaultError,
-    InvalidInputError,
-)
-from chaosaa.model import AckedWrite, Sample
+from chaosaa.engine.slo import SLOContext, evaluate_slos
+from chaosaa.engine.steady import evaluate_checks, watch_abort_rules
+from chaosaa.errors import AbortedError, ChaosaaError, ExitCode, FaultError, InvalidInputError
+from chaosaa.measure.lost_writes import lost_writes
+from chaosaa.model import AckedWrite, Sample, Series
 from chaosaa.prom.client import PrometheusClient
+from chaosaa.report.model import SLOResult, SteadyStateResult
 from chaosaa.spec.checks import uses_prometheus
-from chaosaa.spec.model import GameDay, LostWritesSLO, ReplicationLagSLO
+from chaosaa.spec.model import (
+    BlackholeFault,
+    Fault,
+    GameDay,
+    LostWritesSLO,
+    ReplicationLagSLO,
+)
 from chaosaa.targets.base import Endpoints, Target, TargetEvent, TargetOptions, target_for
 from chaosaa.traffic.generator import TrafficGenerator
-from chaosaa.traffic.readback import read_back, wait_converged
+from chaosaa.traffic.readback import canary_lag, wait_converged
 
 log = logging.getLogger(__name__)
 
-#: lease TTL; renewed together with the faults
+#: lease TTL; renewed while the faults run
 LEASE_TTL = 15.0
 #: how often traffic counters are reported to progress
 PROGRESS_INTERVAL = 1.0
@@ -52,22 +54,38 @@ class RunOutcome:
     started_at: float
     finished_at: float = 0.0
     exit_code: ExitCode = ExitCode.PASSED
-    verdict: str = "passed"
+    verdict: str = "passed"  # passed here means "no abort/error"; SLOs decide the rest
     reason: str | None = None
     endpoints: Endpoints | None = None
     faults: list[FaultRecord] = field(default_factory=list)
-    steady_before: list[CheckResult] = field(default_factory=list)
-    steady_after: list[CheckResult] = field(default_factory=list)
+    steady_before: list[SteadyStateResult] = field(default_factory=list)
+    steady_after: list[SteadyStateResult] = field(default_factory=list)
     slos: list[SLOResult] = field(default_factory=list)
     samples: list[Sample] = field(default_factory=list)
     acked: list[AckedWrite] = field(default_factory=list)
     lost_writes: int = 0
     divergent_keys: int = 0
     conflicts: int = 0
-    lag_series: list[tuple[float, float]] = field(default_factory=list)
+    integrity_checked: bool = False
+    canary: dict[str, float | None] = field(default_factory=dict)
+    lag_series: list[Series] = field(default_factory=list)
     target_events: list[TargetEvent] = field(default_factory=list)
     timeline: list[dict[str, Any]] = field(default_factory=list)
     injection_started_at: float | None = None
+
+
+def canary_route(fault: Fault, regions: list[str]) -> tuple[str, list[str]] | None:
+    """Where a canary write shows the lag a fault causes: (source region, target regions)."""
+    links: list[list[str]] | None = getattr(fault, "links", None)
+    if links:
+        source = links[0][0]
+        return source, [b for a, b in links if a == source]
+    if isinstance(fault, BlackholeFault) and fault.partition:
+        return fault.partition[0][0], [r for group in fault.partition[1:] for r in group]
+    chosen: list[str] | None = getattr(fault, "regions", None)
+    if chosen and fault.type != "regionDown":
+        return chosen[0], [r for r in regions if r != chosen[0]]
+    return None
 
 
 class Run:
@@ -83,9 +101,11 @@ class Run:
     ) -> None:
         self.gameday = gameday
         self.spec = gameday.spec
-        self.run_id = (options.run_id if options and options.run_id != "manual" else None) or (
-            f"{gameday.name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:6]}"
-        )
+        if options is not None and options.run_id != "manual":
+            self.run_id = options.run_id
+        else:
+            stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+            self.run_id = f"{gameday.name}-{stamp}-{uuid.uuid4().hex[:6]}"
         self.options = options or TargetOptions(run_id=self.run_id)
         self.progress = progress or NullProgress()
         self.target = target or target_for(self.spec.target, self.options)
@@ -95,6 +115,8 @@ class Run:
         self._fault_runners: list[FaultRunner] = []
         self._lease_held = False
         self._opened = False
+        self._lost_details: dict[str, Any] = {}
+        self._background: list[asyncio.Task[Any]] = []
 
     # ------------------------------------------------------------------ helpers
 
@@ -108,8 +130,8 @@ class Run:
         self.emit(f"phase.{name}", {"detail": detail} if detail else {})
         self.progress.phase(name, detail)
 
-    async def _prom(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        return await asyncio.to_thread(fn, *args, **kwargs)
+    async def _prom(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.to_thread(fn, *args)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -138,13 +160,8 @@ class Run:
             self.emit("run.error", {"reason": out.reason})
         finally:
             await asyncio.shield(self._cleanup())
-        if out.exit_code == ExitCode.PASSED and any(s.verdict != "passed" for s in out.slos if not s.ignored):
-            out.exit_code, out.verdict = ExitCode.SLO_FAILED, "failed"
-        if out.exit_code == ExitCode.PASSED and any(not c.passed for c in out.steady_after):
-            out.exit_code, out.verdict = ExitCode.SLO_FAILED, "failed"
-            out.reason = out.reason or "steady state not restored after recovery"
         out.finished_at = time.time()
-        self.emit("run.finished", {"verdict": out.verdict, "exitCode": int(out.exit_code)})
+        self.emit("run.finished", {"exitCode": int(out.exit_code), "reason": out.reason})
         return out
 
     async def _lifecycle(self) -> None:
@@ -158,18 +175,20 @@ class Run:
     async def _preflight(self) -> Endpoints:
         self._phase("preflight")
         self.target.check(list(self.spec.faults))
+        needs_prom = uses_prometheus(self.spec)
+        if needs_prom and self.spec.prometheus.url:
+            # a Prometheus of the user's: check it before touching the target at all
+            await self._connect_prometheus(self.spec.prometheus.url, Endpoints(entry_url=None))
         endpoints = await self.target.open()
         self._opened = True
         self.outcome.endpoints = endpoints
         self.emit("target.open", {"entry": endpoints.entry_url, "regions": dict(endpoints.regions)})
         url = self.spec.prometheus.url or endpoints.prometheus_url
-        if uses_prometheus(self.spec):
-            if not url:
-                raise InvalidInputError("spec.prometheus.url: required: this target supplies none")
-            self.prom = PrometheusClient(url, timeout=self.spec.prometheus.timeout)
-            await self._prom(self.prom.ping)
-            for expr in self._expressions(endpoints):
-                await self._prom(self.prom.check_expression, expr)
+        if url and (needs_prom or endpoints.queries):
+            if not self.spec.prometheus.url or endpoints.queries:
+                await self._connect_prometheus(url, endpoints)
+        elif needs_prom:
+            raise InvalidInputError("spec.prometheus.url: required: this target supplies none")
         if not endpoints.entry_url and not endpoints.regions:
             raise InvalidInputError(
                 "spec.target.url: the target gives no entry point for traffic; set target.url"
@@ -178,76 +197,81 @@ class Run:
         self._lease_held = True
         return endpoints
 
+    async def _connect_prometheus(self, url: str, endpoints: Endpoints) -> None:
+        self.prom = PrometheusClient(url, timeout=self.spec.prometheus.timeout)
+        await self._prom(self.prom.ping)
+        for expr in self._expressions(endpoints):
+            await self._prom(self.prom.check_expression, expr)
+
     def _expressions(self, endpoints: Endpoints) -> list[str]:
         exprs = [c.promql for c in self.spec.steady_state] + [a.promql for a in self.spec.abort]
-        for slo in self.spec.slos:
-            promql = getattr(slo, "promql", None)
-            if promql:
-                exprs.append(promql)
+        exprs += [p for p in (getattr(s, "promql", None) for s in self.spec.slos) if p]
         exprs += [q for q in endpoints.queries.values() if q]
         return list(dict.fromkeys(exprs))
 
     async def _start_traffic(self, endpoints: Endpoints) -> None:
         t = self.spec.traffic
-        entry = endpoints.entry_url or next(iter(endpoints.regions.values()))
+        entry = endpoints.entry_url
         homes = list(t.homes) or list(self.spec.target.regions)
-        self.traffic = TrafficGenerator(
-            entry,
-            rate=t.rate,
-            write_ratio=t.write_ratio,
-            timeout=t.timeout,
-            keys=t.keys,
-            homes=homes,
-            run_id=self.run_id,
+        self.traffic = TrafficGenerator.from_spec(
+            t, entry, regions=homes, run_id=self.run_id, region_urls=dict(endpoints.regions)
         )
-        self._phase("traffic", f"{t.rate:g} req/s, {t.write_ratio:.0%} writes to {entry}")
+        where = entry or "each region's endpoint"
+        self._phase("traffic", f"{t.rate:g} req/s, {t.write_ratio:.0%} writes to {where}")
         await self.traffic.start()
-        self._progress_task = asyncio.create_task(self._report_traffic())
+        self._background.append(asyncio.create_task(self._report_traffic()))
 
     async def _report_traffic(self) -> None:
         assert self.traffic is not None
         while True:
             await asyncio.sleep(PROGRESS_INTERVAL)
-            c = self.traffic.counters()
-            self.progress.traffic(c.sent, c.ok, c.errors, dict(c.by_region))
+            c = self.traffic.counters
+            served = {r: n.ok for r, n in c.by_region.items()}
+            self.progress.traffic(c.sent, c.ok, c.errors, served)
 
     async def _steady_state_before(self) -> None:
         warmup = self.spec.traffic.warmup
-        self._phase("steady-state", f"warm-up {warmup:g}s, then {len(self.spec.steady_state)} checks")
+        checks = len(self.spec.steady_state)
+        self._phase("steady-state", f"warm-up {warmup:g}s, then {checks} check(s)")
         await asyncio.sleep(warmup)
         if not self.spec.steady_state:
             return
         assert self.prom is not None
         results = await evaluate_checks(self.prom, self.spec.steady_state)
         self.outcome.steady_before = results
-        failed = [r for r in results if not r.passed]
         for r in results:
             self.emit("steady.before", {"check": r.name, "value": r.value, "passed": r.passed})
+        failed = [r for r in results if not r.passed]
         if failed:
             raise AbortedError(
                 "steady state not met before injection: "
-                + "; ".join(f"{r.name} = {r.value_text} (expected {r.expect})" for r in failed)
+                + "; ".join(
+                    f"{r.name} = {'no data' if r.value is None else f'{r.value:g}'} "
+                    f"(expected {r.expect})"
+                    for r in failed
+                )
             )
 
     async def _inject_and_observe(self) -> None:
-        self._phase("inject", f"{len(self.spec.faults)} fault(s) over {self.spec.fault_span():g}s")
+        span = self.spec.fault_span()
+        self._phase("inject", f"{len(self.spec.faults)} fault(s) over {span:g}s")
         start = time.monotonic()
         self.outcome.injection_started_at = time.time()
         runners = [FaultRunner(self.target, f, self.emit) for f in self.spec.faults]
         self._fault_runners = runners
         self.outcome.faults = [r.record for r in runners]
         tasks = [asyncio.create_task(r.run(start), name=f"fault:{r.fault.name}") for r in runners]
-        lease = asyncio.create_task(self._renew_lease())
-        abort = None
+        helpers: list[asyncio.Task[Any]] = [asyncio.create_task(self._renew_lease())]
+        abort: asyncio.Task[Any] | None = None
         if self.spec.abort:
             assert self.prom is not None
             abort = asyncio.create_task(watch_abort_rules(self.prom, self.spec.abort, self.emit))
+            helpers.append(abort)
+        self._start_canaries(runners)
         failed: BaseException | None = None
         try:
-            waiters: set[asyncio.Future[Any]] = set(tasks)
-            if abort is not None:
-                waiters.add(abort)
-            remaining: set[asyncio.Future[Any]] = set(tasks)
+            waiters: set[asyncio.Task[Any]] = set(tasks) | ({abort} if abort else set())
+            remaining: set[asyncio.Task[Any]] = set(tasks)
             while remaining:
                 done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
                 for d in done:
@@ -262,14 +286,43 @@ class Run:
                 task.cancel()
             # every fault reverts in its own finally; wait for all of them
             results = await asyncio.gather(*tasks, return_exceptions=True)
-            helpers = [lease, *([abort] if abort is not None else [])]
             for h in helpers:
                 h.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)
             revert_errors = [r for r in results if isinstance(r, FaultError)]
             if revert_errors and failed is None:
                 raise revert_errors[0]
-        self._phase("observe", "faults reverted")
+        self._phase("observe", "every fault reverted")
+
+    def _start_canaries(self, runners: list[FaultRunner]) -> None:
+        """Canary lag: a marker written in one region, polled in the others."""
+        endpoints = self.outcome.endpoints
+        wants = any(isinstance(s, ReplicationLagSLO) and s.canary for s in self.spec.slos)
+        if not wants or endpoints is None or len(endpoints.regions) < 2:
+            return
+        for runner in runners:
+            route = canary_route(runner.fault, list(endpoints.regions))
+            if route is not None:
+                self._background.append(asyncio.create_task(self._canary(runner, *route)))
+
+    async def _canary(self, runner: FaultRunner, source: str, targets: list[str]) -> None:
+        endpoints = self.outcome.endpoints
+        assert endpoints is not None
+        while runner.record.effective_at is None:
+            if runner.record.error or runner.record.revert_requested_at:
+                return
+            await asyncio.sleep(0.05)
+        limit = runner.fault.duration + self.spec.recovery.convergence_timeout
+        try:
+            lags = await canary_lag(dict(endpoints.regions), source, targets, limit)
+        except ChaosaaError as exc:
+            log.info("canary from %s failed: %s", source, exc)
+            return
+        for region, lag in lags.items():
+            key = f"{source}->{region}"
+            old = self.outcome.canary.get(key)
+            self.outcome.canary[key] = lag if old is None or lag is None else max(old, lag)
+        self.emit("canary", {"fault": runner.fault.name, "source": source, "lagSeconds": lags})
 
     async def _renew_lease(self) -> None:
         while True:
@@ -279,19 +332,21 @@ class Run:
             except ChaosaaError as exc:
                 log.warning("lease renewal failed: %s", exc)
 
-    async def _recover(self) -> None:
-        settle = self.spec.recovery.settle
-        sustain_needed = max(
-            (getattr(s, "sustain", 0.0) for s in self.spec.slos), default=0.0
-        )
+    def _recovery_wait(self) -> float:
+        sustain = max((getattr(s, "sustain", 0.0) for s in self.spec.slos), default=0.0)
         lag_wait = max(
-            ((s.recover_within or 0.0) for s in self.spec.slos if isinstance(s, ReplicationLagSLO)),
+            (s.recover_within or 0.0 for s in self.spec.slos if isinstance(s, ReplicationLagSLO)),
             default=0.0,
         )
-        wait = max(settle, sustain_needed + 1.0 if self.spec.faults else 0.0, lag_wait)
-        if self.spec.traffic.duration != "auto":
-            wait = max(wait, self._traffic_remaining())
-        self._phase("recover", f"settle {wait:g}s")
+        wait = max(self.spec.recovery.settle, sustain + 1.0 if self.spec.faults else 0.0, lag_wait)
+        duration = self.spec.traffic.duration
+        if duration != "auto":
+            wait = max(wait, duration - (time.time() - self.outcome.started_at))
+        return wait
+
+    async def _recover(self) -> None:
+        wait = self._recovery_wait()
+        self._phase("recover", f"traffic goes on for {wait:g}s")
         await asyncio.sleep(wait)
         if self.spec.steady_state:
             assert self.prom is not None
@@ -299,21 +354,17 @@ class Run:
             for r in self.outcome.steady_after:
                 self.emit("steady.after", {"check": r.name, "value": r.value, "passed": r.passed})
 
-    def _traffic_remaining(self) -> float:
-        assert self.outcome.injection_started_at is not None
-        d = self.spec.traffic.duration
-        assert d != "auto"
-        elapsed = time.time() - self.outcome.started_at
-        return max(0.0, d - elapsed)
-
     async def _verify(self) -> None:
         self._phase("verify")
         assert self.traffic is not None
-        await self._stop_traffic()
+        await self._stop_background()
+        await self.traffic.stop(drain_timeout=self.spec.traffic.timeout + 1.0)
         self.outcome.samples = self.traffic.samples()
         self.outcome.acked = self.traffic.acked_writes()
         if any(isinstance(s, LostWritesSLO) for s in self.spec.slos):
             await self._check_lost_writes()
+        end = time.time()
+        await self._collect_series(end)
         ctx = SLOContext(
             spec=self.spec,
             prom=self.prom,
@@ -323,9 +374,11 @@ class Run:
             acked=self.outcome.acked,
             lost_writes=self.outcome.lost_writes,
             divergent_keys=self.outcome.divergent_keys,
-            end=time.time(),
+            end=end,
             rate=self.spec.traffic.rate,
-            canary=self._canary,
+            canary=self.outcome.canary or None,
+            lost_details=self._lost_details,
+            start=self.outcome.injection_started_at or self.outcome.started_at,
         )
         self.outcome.slos = await evaluate_slos(ctx)
         for s in self.outcome.slos:
@@ -333,49 +386,84 @@ class Run:
         with contextlib.suppress(Exception):
             self.outcome.target_events = await self.target.events(self.outcome.started_at)
 
-    async def _check_lost_writes(self) -> None:
+    async def _collect_series(self, end: float) -> None:
+        """Lag series and conflict count for the report (best effort: charts only)."""
         endpoints = self.outcome.endpoints
-        if not endpoints or not endpoints.regions:
+        if self.prom is None or endpoints is None:
+            return
+        start = self.outcome.started_at
+        step = max(1.0, (end - start) / 1000)
+        lag = next(
+            (s.promql for s in self.spec.slos if isinstance(s, ReplicationLagSLO) and s.promql),
+            endpoints.queries.get("replicationLag"),
+        )
+        try:
+            if lag:
+                self.outcome.lag_series = await self._prom(self.prom.range, lag, start, end, step)
+            conflicts = endpoints.queries.get("conflicts")
+            if conflicts:
+                window = f"{max(1, round(end - start))}s"
+                value = await self._prom(self.prom.scalar, conflicts.replace("$window", window))
+                self.outcome.conflicts = round(value or 0)
+        except ChaosaaError as exc:
+            log.info("could not collect series for the report: %s", exc)
+
+    async def _check_lost_writes(self) -> None:
+        """Read every acknowledged write back from every region (DESIGN.md section 4)."""
+        endpoints = self.outcome.endpoints
+        if not endpoints or not endpoints.regions or not self.outcome.acked:
             return
         keys = sorted({w.key for w in self.outcome.acked})
         timeout = self.spec.recovery.convergence_timeout
-        self.progress.phase("verify", f"waiting up to {timeout:g}s for regions to converge")
-        divergent = await wait_converged(dict(endpoints.regions), keys, timeout)
-        final = await read_back(dict(endpoints.regions), keys)
-        from chaosaa.measure.lostwrites import lost_writes
+        self.progress.phase("verify", f"reading {len(keys)} keys back from every region")
+        conv = await wait_converged(dict(endpoints.regions), keys, timeout)
+        result = lost_writes(self.outcome.acked, conv.values)
+        self.outcome.lost_writes = int(result.measured or 0)
+        self.outcome.divergent_keys = len(conv.divergent)
+        self.outcome.integrity_checked = not result.no_data
+        self._lost_details = {**result.details, "convergedAfterSeconds": round(conv.elapsed, 3)}
+        if result.no_data:
+            self._lost_details["noData"] = True
+        self.emit(
+            "data.integrity",
+            {
+                "acknowledged": len(self.outcome.acked),
+                "lost": self.outcome.lost_writes,
+                "divergentKeys": len(conv.divergent),
+            },
+        )
 
-        result = lost_writes(self.outcome.acked, final)
-        self.outcome.lost_writes = result.lost
-        self.outcome.divergent_keys = len(divergent)
-        self.emit("data.integrity", {"acknowledged": len(self.outcome.acked), "lost": result.lost,
-                                     "divergentKeys": len(divergent)})
-
-    async def _stop_traffic(self) -> None:
-        task = getattr(self, "_progress_task", None)
-        if task is not None:
+    async def _stop_background(self) -> None:
+        for task in self._background:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        if self.traffic is not None:
-            await self.traffic.stop(drain_timeout=self.spec.traffic.timeout + 1.0)
+        await asyncio.gather(*self._background, return_exceptions=True)
+        self._background.clear()
 
     async def _cleanup(self) -> None:
         """Runs on every exit path: faults were reverted by their runners; stop the rest."""
         self._phase("cleanup")
         for runner in self._fault_runners:
             rec = runner.record
-            if rec.requested_at is not None and rec.reverted_at is None and rec.applied is not None:
+            if rec.applied is not None and rec.reverted_at is None and rec.error is None:
                 # a fault task never got to revert (should not happen): do it here
                 try:
                     await self.target.revert(rec.applied)
+                    rec.reverted_at = time.time()
                 except Exception as exc:
                     rec.error = f"revert failed: {exc}"
-                    self.outcome.exit_code, self.outcome.verdict = ExitCode.ENVIRONMENT, "error"
-        with contextlib.suppress(Exception):
-            await self._stop_traffic()
+        if any(r.record.error and "revert failed" in r.record.error for r in self._fault_runners):
+            self.outcome.exit_code, self.outcome.verdict = ExitCode.ENVIRONMENT, "error"
+            self.outcome.reason = self.outcome.reason or "a fault could not be reverted"
+        await self._stop_background()
+        if self.traffic is not None:
+            with contextlib.suppress(Exception):
+                await self.traffic.stop(drain_timeout=self.spec.traffic.timeout + 1.0)
         if self._lease_held:
             with contextlib.suppress(Exception):
                 await self.target.release_lease(self.run_id)
         if self._opened:
             with contextlib.suppress(Exception):
                 await self.target.close()
+        if self.prom is not None:
+            with contextlib.suppress(Exception):
+                self.prom.close()

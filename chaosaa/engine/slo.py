@@ -13,15 +13,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from chaosaa.durations import format_duration
 from chaosaa.engine.faults import FaultRecord
 from chaosaa.errors import ChaosaaError
 from chaosaa.measure import failover as m_failover
 from chaosaa.measure import lag as m_lag
-from chaosaa.measure import promql as m_promql
 from chaosaa.measure import traffic as m_traffic
+from chaosaa.measure.aggregate import Aggregate, aggregate
+from chaosaa.measure.result import Measurement
 from chaosaa.model import AckedWrite, Sample, Series
 from chaosaa.prom.client import PrometheusClient
+from chaosaa.report.model import SLOResult, slo_result
 from chaosaa.spec.model import (
     SLO,
     ErrorRateSLO,
@@ -34,20 +35,6 @@ from chaosaa.spec.model import (
 from chaosaa.targets.base import Endpoints
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class SLOResult:
-    name: str
-    type: str
-    objective: str
-    measured: float | None
-    unit: str
-    verdict: str  # passed | failed | unknown
-    source: str
-    error_bound_seconds: float | None = None
-    details: dict[str, Any] = field(default_factory=dict)
-    ignored: bool = False  # unknown but onNoData: ignore
 
 
 @dataclass
@@ -67,23 +54,9 @@ class SLOContext:
     start: float = 0.0
 
 
-def _unknown(slo: SLO, objective: str, unit: str, source: str, why: str, **details: Any) -> SLOResult:
-    ignored = slo.on_no_data == "ignore"
-    return SLOResult(
-        slo.name,
-        slo.type,
-        objective,
-        None,
-        unit,
-        "unknown",
-        source,
-        details={"reason": why, **details},
-        ignored=ignored,
-    )
-
-
-def _verdict(ok: bool) -> str:
-    return "passed" if ok else "failed"
+def _unknown(slo: SLO, source: str, why: str, **details: Any) -> SLOResult:
+    """No data, NaN or a failed query: never a pass."""
+    return slo_result(slo, None, source=source, details={"reason": why, **details})
 
 
 def _fault_for(slo: FailoverTimeSLO, faults: Sequence[FaultRecord]) -> FaultRecord | None:
@@ -108,71 +81,63 @@ async def _scrape_interval(ctx: SLOContext) -> float:
 
 
 async def failover_time(slo: FailoverTimeSLO, ctx: SLOContext) -> SLOResult:
-    objective = f"<= {format_duration(slo.max)}"
     rec = _fault_for(slo, ctx.faults)
     if rec is None or rec.effective_at is None:
-        return _unknown(slo, objective, "s", slo.source, "the fault never took effect")
+        return _unknown(slo, slo.source, "the fault never took effect")
     t_effect = rec.effective_at
     if slo.source == "probe":
         fm = m_failover.failover_time_from_samples(
-            list(ctx.samples),
-            t_effect,
-            threshold=slo.threshold,
-            sustain=slo.sustain,
-            end=ctx.end,
+            list(ctx.samples), t_effect, threshold=slo.threshold, sustain=slo.sustain, end=ctx.end
         )
     else:
         expr = slo.promql or ctx.endpoints.queries.get("successRatio")
         if not expr or ctx.prom is None:
-            return _unknown(slo, objective, "s", "prometheus", "no success-ratio query")
+            return _unknown(slo, "prometheus", "no success-ratio query")
         interval = await _scrape_interval(ctx)
         series = await _range(ctx, expr, t_effect - interval, ctx.end, interval)
-        points = series[0].points if series else []
         fm = m_failover.failover_time_from_series(
-            points,
+            series[0].points if series else [],
             t_effect,
             threshold=slo.threshold,
             sustain=slo.sustain,
             step=interval,
             scrape_interval=interval,
+            end=ctx.end,
         )
     if fm.no_data or fm.measured is None:
-        return _unknown(slo, objective, "s", fm.source, "no data after the fault took effect")
-    details = dict(fm.details)
-    details["fault"] = rec.fault.name
-    details["effectiveAt"] = t_effect
-    recovered = details.get("recovered", True)
-    ok = bool(recovered) and fm.measured <= slo.max
-    return SLOResult(
-        slo.name,
-        slo.type,
-        objective,
+        return _unknown(slo, fm.source, "no data after the fault took effect")
+    details = {
+        **fm.details,
+        "fault": rec.fault.name,
+        "effectiveAt": t_effect,
+        "degraded": fm.degraded,
+        "recovered": fm.recovered,
+        "recoveredAt": fm.recovered_at,
+    }
+    return slo_result(
+        slo,
         round(fm.measured, 6),
-        "s",
-        _verdict(ok),
-        fm.source,
-        fm.error_bound_seconds,
-        details,
+        passed=fm.recovered and fm.measured <= slo.max,
+        source=fm.source,
+        error_bound_seconds=fm.error_bound_seconds,
+        details=details,
     )
 
 
 async def replication_lag(slo: ReplicationLagSLO, ctx: SLOContext) -> SLOResult:
-    objective = f"<= {format_duration(slo.max)}"
-    if slo.recover_within is not None:
-        objective += f", recovered within {format_duration(slo.recover_within)}"
     expr = slo.promql or ctx.endpoints.queries.get("replicationLag")
     windows = [f for f in ctx.faults if f.effective_at is not None]
     if not expr or ctx.prom is None:
-        return _unknown(slo, objective, "s", "prometheus", "no replication-lag query")
+        return _unknown(slo, "prometheus", "no replication-lag query")
     if not windows:
-        return _unknown(slo, objective, "s", "prometheus", "no fault took effect")
+        return _unknown(slo, "prometheus", "no fault took effect")
     fault_start = min(f.effective_at for f in windows if f.effective_at is not None)
     fault_end = max((f.reverted_at or ctx.end) for f in windows)
     interval = await _scrape_interval(ctx)
     try:
         series = await _range(ctx, expr, fault_start - interval, ctx.end, interval)
     except ChaosaaError as exc:
-        return _unknown(slo, objective, "s", "prometheus", f"query failed: {exc}")
+        return _unknown(slo, "prometheus", f"query failed: {exc}")
     lm = m_lag.replication_lag(
         series,
         fault_start,
@@ -183,80 +148,80 @@ async def replication_lag(slo: ReplicationLagSLO, ctx: SLOContext) -> SLOResult:
         scrape_interval=interval,
     )
     if lm.no_data or lm.measured is None:
-        return _unknown(slo, objective, "s", "prometheus", "no lag series during the faults")
-    details = dict(lm.details)
+        return _unknown(slo, "prometheus", "no lag series during the faults")
+    details = {**lm.details, "peakAt": lm.peak_at, "recoveredAfterSeconds": lm.recovered_after}
     if ctx.canary:
         details["canaryLagSeconds"] = ctx.canary
     ok = lm.measured <= slo.max
     if slo.recover_within is not None:
-        recovered = details.get("recoveredAfterSeconds")
-        ok = ok and recovered is not None and recovered <= slo.recover_within
-    return SLOResult(
-        slo.name,
-        slo.type,
-        objective,
+        back = lm.recovered_after
+        ok = ok and back is not None and back <= slo.recover_within
+    return slo_result(
+        slo,
         round(lm.measured, 6),
-        "s",
-        _verdict(ok),
-        "prometheus",
-        lm.error_bound_seconds,
-        details,
+        passed=ok,
+        source="prometheus",
+        error_bound_seconds=lm.error_bound_seconds,
+        details=details,
     )
 
 
 def lost_writes(slo: LostWritesSLO, ctx: SLOContext) -> SLOResult:
-    objective = f"<= {slo.max}"
     if not ctx.acked:
-        return _unknown(slo, objective, "writes", "probe", "no acknowledged writes to check")
-    details = {"acknowledgedWrites": len(ctx.acked), "divergentKeys": ctx.divergent_keys}
-    details.update(ctx.lost_details)
-    return SLOResult(
-        slo.name,
-        slo.type,
-        objective,
-        float(ctx.lost_writes),
-        "writes",
-        _verdict(ctx.lost_writes <= slo.max),
-        "probe",
-        None,
-        details,
-    )
+        return _unknown(slo, "readback", "no acknowledged writes to check")
+    if ctx.lost_details.get("noData"):
+        return _unknown(slo, "readback", "some writes could not be read back", **ctx.lost_details)
+    details = {
+        "acknowledgedWrites": len(ctx.acked),
+        "divergentKeys": ctx.divergent_keys,
+        **ctx.lost_details,
+    }
+    return slo_result(slo, float(ctx.lost_writes), source="readback", details=details)
 
 
 async def error_rate(slo: ErrorRateSLO, ctx: SLOContext) -> SLOResult:
-    objective = f"<= {slo.max:g}"
     if slo.source == "probe":
         er = m_traffic.error_rate(list(ctx.samples), ctx.start, ctx.end)
         if er.no_data or er.measured is None:
-            return _unknown(slo, objective, "ratio", "probe", "no requests")
-        return SLOResult(
-            slo.name, slo.type, objective, round(er.measured, 6), "ratio",
-            _verdict(er.measured <= slo.max), "probe", None, dict(er.details),
-        )
+            return _unknown(slo, "probe", "no requests")
+        return slo_result(slo, round(er.measured, 6), source="probe", details=dict(er.details))
     expr = slo.promql or ctx.endpoints.queries.get("errorRatio")
     if not expr:
-        return _unknown(slo, objective, "ratio", "prometheus", "no error-ratio query")
-    agg = PromQLSLO(name=slo.name, type="promql", promql=expr, max=slo.max, aggregate="avg")
-    res = await promql(agg, ctx)
-    res.type, res.objective = slo.type, objective
-    return res
+        return _unknown(slo, "prometheus", "no error-ratio query")
+    agg = await _aggregate(ctx, expr, "avg")
+    if agg.no_data or agg.measured is None:
+        return _unknown(slo, "prometheus", "no data")
+    return slo_result(
+        slo,
+        agg.measured,
+        source="prometheus",
+        error_bound_seconds=agg.error_bound_seconds,
+        details=dict(agg.details),
+    )
+
+
+async def _aggregate(ctx: SLOContext, expr: str, how: Aggregate) -> Measurement:
+    assert ctx.prom is not None
+    interval = await _scrape_interval(ctx)
+    series = await _range(ctx, expr, ctx.start, ctx.end, interval)
+    return aggregate(series, how, start=ctx.start, end=ctx.end, error_bound_seconds=interval * 2)
 
 
 async def promql(slo: PromQLSLO, ctx: SLOContext) -> SLOResult:
-    objective = str(slo.objective)
     if ctx.prom is None:
-        return _unknown(slo, objective, "", "prometheus", "no Prometheus")
-    interval = await _scrape_interval(ctx)
+        return _unknown(slo, "prometheus", "no Prometheus")
     try:
-        series = await _range(ctx, slo.promql, ctx.start, ctx.end, interval)
+        agg = await _aggregate(ctx, slo.promql, slo.aggregate)
     except ChaosaaError as exc:
-        return _unknown(slo, objective, "", "prometheus", f"query failed: {exc}")
-    value = m_promql.aggregate(series, slo.aggregate)
-    if value is None or math.isnan(value):
-        return _unknown(slo, objective, "", "prometheus", "no data")
-    return SLOResult(
-        slo.name, slo.type, objective, value, "", _verdict(slo.objective.holds(value)),
-        "prometheus", interval * 2, {"aggregate": slo.aggregate, "series": len(series)},
+        return _unknown(slo, "prometheus", f"query failed: {exc}")
+    if agg.no_data or agg.measured is None or math.isnan(agg.measured):
+        return _unknown(slo, "prometheus", "no data")
+    return slo_result(
+        slo,
+        agg.measured,
+        source="prometheus",
+        error_bound_seconds=agg.error_bound_seconds,
+        details={"aggregate": slo.aggregate, **agg.details},
     )
 
 
@@ -273,7 +238,7 @@ async def evaluate_slo(slo: SLO, ctx: SLOContext) -> SLOResult:
         return await promql(slo, ctx)
     except ChaosaaError as exc:
         log.warning("SLO %s could not be evaluated: %s", slo.name, exc)
-        return _unknown(slo, "", "", "", f"evaluation failed: {exc}")
+        return _unknown(slo, "", f"evaluation failed: {exc}")
 
 
 async def evaluate_slos(ctx: SLOContext) -> list[SLOResult]:

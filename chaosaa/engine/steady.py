@@ -12,6 +12,7 @@ from typing import Any
 
 from chaosaa.errors import AbortedError, ChaosaaError
 from chaosaa.prom.client import PrometheusClient
+from chaosaa.report.model import SteadyStateResult, steady_state_result
 from chaosaa.spec.model import AbortRule, SteadyStateCheck
 from chaosaa.spec.types import Expectation
 
@@ -47,7 +48,9 @@ def _judge(values: Sequence[float], expect: Expectation) -> tuple[float | None, 
     return (failing[0] if failing else values[0]), not failing
 
 
-async def evaluate_check(prom: PrometheusClient, name: str, expr: str, expect: Expectation) -> CheckResult:
+async def evaluate_check(
+    prom: PrometheusClient, name: str, expr: str, expect: Expectation
+) -> CheckResult:
     try:
         values = await _values(prom, expr)
     except ChaosaaError as exc:
@@ -58,10 +61,14 @@ async def evaluate_check(prom: PrometheusClient, name: str, expr: str, expect: E
 
 async def evaluate_checks(
     prom: PrometheusClient, checks: Sequence[SteadyStateCheck]
-) -> list[CheckResult]:
-    return list(
-        await asyncio.gather(*(evaluate_check(prom, c.name, c.promql, c.expect) for c in checks))
-    )
+) -> list[SteadyStateResult]:
+    """Steady-state checks as the report records them; no data fails a check."""
+    at = time.time()
+    raw = await asyncio.gather(*(evaluate_check(prom, c.name, c.promql, c.expect) for c in checks))
+    return [
+        steady_state_result(check, r.value, at=at, error=r.error)
+        for check, r in zip(checks, raw, strict=True)
+    ]
 
 
 async def watch_abort_rules(

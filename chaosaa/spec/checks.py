@@ -57,7 +57,10 @@ def semantic_problems(spec: GameDaySpec) -> list[Problem]:
     for i, region in enumerate(spec.traffic.homes):
         if region not in known:
             problems.append(
-                (("spec", "traffic", "homes", i), f"region {region!r} not in target.regions ({listed})")
+                (
+                    ("spec", "traffic", "homes", i),
+                    f"region {region!r} not in target.regions ({listed})",
+                )
             )
 
     fault_names = [f.name for f in spec.faults]

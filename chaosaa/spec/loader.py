@@ -34,7 +34,7 @@ class _LineLoader(yaml.SafeLoader):
 def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
     seen: dict[Any, int] = {}
     for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+        key = loader.construct_object(key_node, deep=True)
         if key in seen:
             raise yaml.constructor.ConstructorError(
                 "while constructing a mapping",
@@ -128,7 +128,8 @@ def _allowed_fields(loc: Loc, data: Any) -> str:
     from chaosaa.spec import model as m
 
     parent = loc[:-1]
-    model: Any = {(): m.GameDay, ("spec",): m.GameDaySpec}.get(parent)
+    models: dict[Loc, Any] = {(): m.GameDay, ("spec",): m.GameDaySpec}
+    model = models.get(parent)
     if model is None:
         return ""
     names = sorted(f.alias or n for n, f in model.model_fields.items())
@@ -146,7 +147,9 @@ def _problems_from_validation(exc: ValidationError, data: Any) -> list[tuple[Loc
     return out
 
 
-def _format(source: str, problems: Iterable[tuple[Loc, str]], lines: Mapping[Loc, int]) -> list[str]:
+def _format(
+    source: str, problems: Iterable[tuple[Loc, str]], lines: Mapping[Loc, int]
+) -> list[str]:
     out = []
     for loc, reason in problems:
         line = _line_for(loc, lines)
@@ -249,6 +252,9 @@ def load_gameday(path: str | Path, overrides: Iterable[str] = ()) -> GameDay:
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise SpecError(
-            [f"{source}:{line}: not valid UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start})"]
+            [
+                f"{source}:{line}: not valid UTF-8 "
+                f"(byte 0x{raw[exc.start]:02x} at offset {exc.start})"
+            ]
         ) from None
     return load_gameday_text(text, source, overrides)

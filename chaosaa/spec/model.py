@@ -68,8 +68,12 @@ class RegionTarget(Model):
 
 
 class Target(Model):
-    kind: Literal["lab", "kind", "kubernetes"]
-    regions: dict[RegionName, RegionTarget] = Field(min_length=1)
+    kind: Literal["lab", "kind", "kubernetes"] = Field(
+        description="lab (local processes), kind (kind clusters via docker), kubernetes (contexts)"
+    )
+    regions: dict[RegionName, RegionTarget] = Field(
+        min_length=1, description="failure domains by name, e.g. us, eu, ap"
+    )
     url: str | None = Field(None, description="global entry point of the service (router, GSLB)")
 
     @field_validator("regions", mode="before")
@@ -114,8 +118,10 @@ class Prometheus(Model):
 
 class Traffic(Model):
     rate: float = Field(50, gt=0, le=20000, description="requests per second, open loop")
-    write_ratio: float = Field(0.3, ge=0, le=1)
-    duration: Duration | Literal["auto"] = "auto"
+    write_ratio: float = Field(0.3, ge=0, le=1, description="share of requests that are writes")
+    duration: Duration | Literal["auto"] = Field(
+        "auto", description="auto covers warm-up + faults + recovery"
+    )
     warmup: Duration = Field(5.0, ge=0, description="traffic before the steady-state check")
     timeout: Duration = Field(1.0, gt=0, description="per-request timeout")
     keys: int = Field(200, ge=1, le=1_000_000, description="size of the written key space")
@@ -134,9 +140,9 @@ class Recovery(Model):
 
 
 class FaultBase(Model):
-    name: str = Field(pattern=NAME_PATTERN)
-    after: Duration = Field(0.0, ge=0)
-    duration: Duration = Field(gt=0)
+    name: str = Field(pattern=NAME_PATTERN, description="unique among the faults")
+    after: Duration = Field(0.0, ge=0, description="offset from the start of injection")
+    duration: Duration = Field(gt=0, description="how long the fault stays in place")
     ttl: Duration = Field(10.0, gt=0, description="dead-man switch: expires unless renewed")
 
     def referenced_regions(self) -> set[str]:
@@ -146,8 +152,12 @@ class FaultBase(Model):
 class RegionsOrLinks(FaultBase):
     """Faults that take ``regions`` or ``links`` (exactly one)."""
 
-    regions: list[RegionName] | None = Field(None, min_length=1)
-    links: list[Link] | None = Field(None, min_length=1)
+    regions: list[RegionName] | None = Field(
+        None, min_length=1, description="every link of these regions"
+    )
+    links: list[Link] | None = Field(
+        None, min_length=1, description="directed links [source, target]"
+    )
 
     @model_validator(mode="after")
     def _one_scope(self) -> Self:
@@ -164,12 +174,16 @@ class RegionsOrLinks(FaultBase):
 
 class BlackholeFault(FaultBase):
     type: Literal["blackhole"]
-    regions: list[RegionName] | None = Field(None, min_length=1)
-    partition: list[Annotated[list[RegionName], Field(min_length=1)]] | None = Field(
-        None, min_length=2
+    regions: list[RegionName] | None = Field(
+        None, min_length=1, description="isolate these regions from everything"
     )
-    direction: Literal["both", "ingress", "egress"] = "both"
-    clients: bool | None = Field(None, description="also cut client traffic (default: true for regions)")
+    partition: list[Annotated[list[RegionName], Field(min_length=1)]] | None = Field(
+        None, min_length=2, description="cut only between these groups, e.g. [[us], [eu, ap]]"
+    )
+    direction: Literal["both", "ingress", "egress"] = Field("both", description="which way to cut")
+    clients: bool | None = Field(
+        None, description="also cut client traffic (default: true for regions)"
+    )
 
     @model_validator(mode="after")
     def _one_scope(self) -> Self:
@@ -194,20 +208,20 @@ class BlackholeFault(FaultBase):
 
 class LatencyFault(RegionsOrLinks):
     type: Literal["latency"]
-    delay: Duration = Field(gt=0)
-    jitter: Duration = Field(0.0, ge=0)
-    clients: bool = False
+    delay: Duration = Field(gt=0, description="added one-way delay")
+    jitter: Duration = Field(0.0, ge=0, description="+- random variation of the delay")
+    clients: bool = Field(False, description="also delay client traffic to the regions")
 
 
 class ReplicationLagFault(RegionsOrLinks):
     type: Literal["replicationLag"]
-    mode: Literal["throttle", "pause"] = "throttle"
-    bandwidth: Rate = Field(64_000.0)
+    mode: Literal["throttle", "pause"] = Field("throttle", description="slow or stop replication")
+    bandwidth: Rate = Field(64_000.0, description="replication bandwidth when throttling")
 
 
 class RegionDownFault(FaultBase):
     type: Literal["regionDown"]
-    regions: list[RegionName] = Field(min_length=1)
+    regions: list[RegionName] = Field(min_length=1, description="regions to stop")
 
     def referenced_regions(self) -> set[str]:
         return set(self.regions)
@@ -215,12 +229,12 @@ class RegionDownFault(FaultBase):
 
 class BandwidthFault(RegionsOrLinks):
     type: Literal["bandwidth"]
-    rate: Rate
+    rate: Rate = Field(description="bandwidth limit, e.g. 1mbit")
 
 
 class PacketLossFault(RegionsOrLinks):
     type: Literal["packetLoss"]
-    percent: float = Field(gt=0, le=100)
+    percent: float = Field(gt=0, le=100, description="share of traffic dropped")
 
 
 Fault = Annotated[
@@ -239,16 +253,20 @@ FAULT_TYPES = ("blackhole", "latency", "replicationLag", "regionDown", "bandwidt
 
 
 class SLOBase(Model):
-    name: str = Field(pattern=NAME_PATTERN)
-    on_no_data: Literal["fail", "ignore"] = "fail"
+    name: str = Field(pattern=NAME_PATTERN, description="unique among the SLOs")
+    on_no_data: Literal["fail", "ignore"] = Field(
+        "fail", description="no data is never a pass: fail (verdict unknown) or ignore"
+    )
 
 
 class FailoverTimeSLO(SLOBase):
     """Fault in place -> service healthy again and staying healthy for ``sustain``."""
 
     type: Literal["failoverTime"]
-    max: Duration = Field(ge=0)
-    source: Literal["probe", "prometheus"] = "probe"
+    max: Duration = Field(ge=0, description="objective")
+    source: Literal["probe", "prometheus"] = Field(
+        "probe", description="probe: traffic generator; prometheus: range query"
+    )
     threshold: float = Field(0.99, gt=0, le=1, description="healthy = success ratio >= this")
     sustain: Duration = Field(5.0, gt=0)
     fault: str | None = Field(None, description="measure from this fault (default: the first)")
@@ -257,32 +275,36 @@ class FailoverTimeSLO(SLOBase):
 
 class ReplicationLagSLO(SLOBase):
     type: Literal["replicationLag"]
-    max: Duration = Field(ge=0)
+    max: Duration = Field(ge=0, description="peak lag allowed during the faults")
     promql: str | None = Field(None, description="lag in seconds (the lab supplies a default)")
-    recover_within: Duration | None = Field(None, ge=0)
+    recover_within: Duration | None = Field(
+        None, ge=0, description="lag back under max within this long after the revert"
+    )
     canary: bool = Field(True, description="also measure lag by writing canary keys")
 
 
 class LostWritesSLO(SLOBase):
     type: Literal["lostWrites"]
-    max: int = Field(0, ge=0)
+    max: int = Field(0, ge=0, description="acknowledged writes allowed to be lost")
 
 
 class ErrorRateSLO(SLOBase):
     type: Literal["errorRate"]
-    max: float = Field(ge=0, le=1)
+    max: float = Field(ge=0, le=1, description="failed / all requests over the run")
     source: Literal["probe", "prometheus"] = "probe"
-    promql: str | None = None
+    promql: str | None = Field(None, description="error ratio series (source prometheus)")
 
 
 class PromQLSLO(SLOBase):
     """Generic: a PromQL expression over the run, aggregated, compared with ``expect``."""
 
     type: Literal["promql"]
-    promql: str = Field(min_length=1)
-    expect: Expect | None = None
-    max: float | None = None
-    aggregate: Literal["max", "min", "avg", "last"] = "max"
+    promql: str = Field(min_length=1, description="evaluated as a range query over the run")
+    expect: Expect | None = Field(None, description="e.g. '< 5'")
+    max: float | None = Field(None, description="shorthand for expect '<= max'")
+    aggregate: Literal["max", "min", "avg", "last"] = Field(
+        "max", description="how the series is reduced to one number"
+    )
 
     @model_validator(mode="after")
     def _objective(self) -> Self:
@@ -306,16 +328,22 @@ SLO_TYPES = ("failoverTime", "replicationLag", "lostWrites", "errorRate", "promq
 
 
 class SteadyStateCheck(Model):
+    """Must hold before injection (else the run aborts) and again after recovery."""
+
     name: str = Field(pattern=NAME_PATTERN)
-    promql: str = Field(min_length=1)
-    expect: Expect
+    promql: str = Field(min_length=1, description="instant query; every series must meet expect")
+    expect: Expect = Field(description="e.g. '>= 0.99'")
 
 
 class AbortRule(Model):
+    """Stops the run early and reverts every fault when it stops holding."""
+
     name: str = Field(pattern=NAME_PATTERN)
-    promql: str = Field(min_length=1)
+    promql: str = Field(min_length=1, description="evaluated every second during injection")
     expect: Expect = Field(description="the run aborts when this stops holding for `for`")
-    for_: Duration = Field(0.0, ge=0, alias="for")
+    for_: Duration = Field(
+        0.0, ge=0, alias="for", description="how long it must be violated before aborting"
+    )
 
 
 # --------------------------------------------------------------------------- GameDay
@@ -329,7 +357,7 @@ class Metadata(Model):
 
 
 class GameDaySpec(Model):
-    description: str = ""
+    description: str = Field("", description="what the GameDay proves, for humans")
     target: Target
     prometheus: Prometheus = Field(default_factory=Prometheus)
     traffic: Traffic = Field(default_factory=Traffic)
@@ -340,10 +368,14 @@ class GameDaySpec(Model):
     abort: list[AbortRule] = Field(default_factory=list)
     # operator only
     schedule: str | None = Field(None, description="cron, 5 fields (operator only)")
-    time_zone: str = "UTC"
-    suspend: bool = False
-    concurrency_policy: Literal["Forbid", "Allow", "Replace"] = "Forbid"
-    starting_deadline_seconds: int | None = Field(None, ge=0)
+    time_zone: str = Field("UTC", description="IANA zone of the schedule (operator only)")
+    suspend: bool = Field(False, description="operator: do not start scheduled runs")
+    concurrency_policy: Literal["Forbid", "Allow", "Replace"] = Field(
+        "Forbid", description="operator: what to do when a run is still going"
+    )
+    starting_deadline_seconds: int | None = Field(
+        None, ge=0, description="operator: a missed slot older than this is skipped"
+    )
     successful_runs_history_limit: int = Field(3, ge=0)
     failed_runs_history_limit: int = Field(1, ge=0)
 

@@ -50,7 +50,9 @@ RATE_PATTERN = r"^\d+(\.\d+)?(bit|kbit|mbit|gbit|bps|kbps|mbps|gbps)$"
 
 def parse_rate(text: str) -> float:
     """Return bits per second for tc-style rates (``64kbit``, ``1mbit``, ``10kbps`` = bytes)."""
-    m = re.fullmatch(r"(\d+(?:\.\d+)?)(bit|kbit|mbit|gbit|bps|kbps|mbps|gbps)", text.strip().lower())
+    m = re.fullmatch(
+        r"(\d+(?:\.\d+)?)(bit|kbit|mbit|gbit|bps|kbps|mbps|gbps)", text.strip().lower()
+    )
     if not m:
         raise ValueError(
             f"{text!r} is not a rate: use a number and a unit (bit, kbit, mbit, gbit; "
@@ -112,7 +114,8 @@ def parse_expect(text: str) -> Expectation:
     m = re.fullmatch(r"\s*(>=|<=|==|!=|>|<)\s*(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)\s*", text)
     if not m:
         raise ValueError(
-            f"{text!r} is not an expectation: write a comparison and a number, e.g. '>= 0.99' or '< 5'"
+            f"{text!r} is not an expectation: write a comparison and a number, "
+            "e.g. '>= 0.99' or '< 5'"
         )
     return Expectation(m.group(1), float(m.group(2)))
 

@@ -132,3 +132,12 @@ def test_arbitrary_spec_bodies_never_crash(spec: dict[str, object]) -> None:
         load_gameday_text(yaml.safe_dump(doc), "fuzz.yaml")
     except SpecError:
         pass
+
+
+def test_gameday_reference_doc_is_generated_from_the_models() -> None:
+    from chaosaa.spec.reference import render_reference
+
+    doc = Path(__file__).parent.parent.parent / "docs" / "gameday-reference.md"
+    assert doc.read_text() == render_reference(), (
+        "docs/gameday-reference.md is stale: python -m chaosaa.spec.reference > docs/gameday-reference.md"
+    )

@@ -1,0 +1,78 @@
+"""Turn a finished run's outcome into the report (report.json, junit.xml, report.html)."""
+
+from __future__ import annotations
+
+from chaosaa.engine.run import RunOutcome
+from chaosaa.errors import ExitCode
+from chaosaa.measure.traffic import region_of
+from chaosaa.report import (
+    DataIntegrity,
+    FaultResult,
+    RegionTraffic,
+    RunReport,
+    Traffic,
+    build_chart,
+    new_report,
+)
+from chaosaa.report.model import fault_scope
+
+
+def _traffic(outcome: RunOutcome) -> Traffic:
+    by_region: dict[str, RegionTraffic] = {
+        r: RegionTraffic() for r in outcome.gameday.spec.target.regions
+    }
+    errors = 0
+    for s in outcome.samples:
+        region = by_region.setdefault(region_of(s), RegionTraffic())
+        region.requests += 1
+        if not s.ok:
+            region.errors += 1
+            errors += 1
+    return Traffic(requests=len(outcome.samples), errors=errors, by_region=by_region)
+
+
+def build_report(outcome: RunOutcome) -> RunReport:
+    gd = outcome.gameday
+    report = new_report(gd, started_at=outcome.started_at, run_id=outcome.run_id)
+    for item in outcome.timeline:
+        report.event(item["at"], item["event"], **item["detail"])
+    for rec in outcome.faults:
+        report.record_fault(
+            FaultResult(
+                name=rec.fault.name,
+                type=rec.fault.type,
+                requested_at=rec.requested_at,
+                effective_at=rec.effective_at,
+                reverted_at=rec.reverted_at,
+                time_to_effect_seconds=rec.time_to_effect,
+                time_to_revert_seconds=rec.time_to_revert,
+                revert_requested_at=rec.revert_requested_at,
+                scope=fault_scope(rec.fault),
+                error=rec.error,
+            )
+        )
+    report.steady_state.before = list(outcome.steady_before)
+    report.steady_state.after = list(outcome.steady_after)
+    for slo in outcome.slos:
+        report.record_slo(slo)
+    report.traffic = _traffic(outcome)
+    report.data_integrity = DataIntegrity(
+        acknowledged_writes=len(outcome.acked),
+        lost=outcome.lost_writes,
+        divergent_keys=outcome.divergent_keys,
+        conflicts=outcome.conflicts,
+        checked=outcome.integrity_checked,
+    )
+    report.chart = build_chart(report, samples=outcome.samples, lag_series=outcome.lag_series)
+    if outcome.exit_code == ExitCode.ABORTED:
+        report.finish(finished_at=outcome.finished_at, verdict="aborted", reason=outcome.reason)
+    elif outcome.verdict == "error":
+        report.finish(
+            finished_at=outcome.finished_at,
+            verdict="error",
+            reason=outcome.reason,
+            exit_code=int(outcome.exit_code),
+        )
+    else:
+        report.finish(finished_at=outcome.finished_at, reason=outcome.reason)
+    return report

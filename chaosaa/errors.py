@@ -46,7 +46,7 @@ class SafetyError(InvalidInputError):
     context not allow-listed). Refused before anything is touched."""
 
 
-class EnvironmentError_(ChaosaaError):  # noqa: N801 - avoid shadowing the builtin
+class EnvironmentError_(ChaosaaError):
     """The world is not as the run needs it: target or Prometheus unreachable,
     a fault could not be applied or reverted."""
 

@@ -113,7 +113,7 @@ def run_command(
     from rich.console import Console
 
     render_summary(report, Console(), paths)
-    return int(outcome.exit_code)
+    return int(report.exit_code)
 
 
 def rollback_command(

@@ -1,0 +1,919 @@
+"""The lab supervisor: owns every lab process and the fault API.
+
+Started detached by ``chaosaa lab up``. It binds every port itself (passing the sockets
+to the children by file descriptor), spawns one demo node per region, the router, the
+link-proxy process and Prometheus, serves the admin/fault API, and expires faults whose
+TTL was not renewed. Children die with it (PR_SET_PDEATHSIG), so even a SIGKILLed
+supervisor leaves no process behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+import aiohttp
+import yaml
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Gauge
+from pydantic import ValidationError
+
+from chaosaa.lab import _runtime
+from chaosaa.lab.faults import ROUTER, FaultPlan, FaultRequest, plan, seconds
+from chaosaa.lab.paths import StatePaths, validate_regions
+
+log = logging.getLogger(__name__)
+
+HOST = "127.0.0.1"
+READY_TIMEOUT = 60.0
+_PROBE_TIMEOUT = 0.3
+#: children import chaosaa from the same tree as the supervisor, installed or not
+_PKG_ROOT = str(Path(__file__).resolve().parents[2])
+
+
+def iso(unix: float) -> str:
+    return (
+        datetime.fromtimestamp(unix, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    )
+
+
+def listen_socket() -> socket.socket:
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((HOST, 0))
+    s.listen(512)
+    s.set_inheritable(True)
+    return s
+
+
+def free_port() -> int:
+    """A free port for Prometheus, which cannot take an inherited socket."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+def process_state(pid: int) -> str | None:
+    """One-letter state from /proc (``T`` = stopped), or None if the process is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[0]
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    log_path: Path
+    pass_fds: tuple[int, ...] = ()
+    proc: asyncio.subprocess.Process | None = None
+    exit_reported: bool = False
+
+
+@dataclass
+class ActiveFault:
+    id: str
+    request: FaultRequest
+    plan: FaultPlan
+    ttl: float
+    expires_mono: float
+    created_unix: float = field(default_factory=time.time)
+    condition_ids: list[str] = field(default_factory=list)
+    stopped: list[str] = field(default_factory=list)
+    state: str = "active"
+    reverted_unix: float | None = None
+    revert_reason: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        remaining = max(0.0, self.expires_mono - time.monotonic())
+        return {
+            "id": self.id,
+            "name": self.request.name,
+            "type": self.request.type,
+            "state": self.state,
+            "spec": self.request.model_dump(exclude_none=True),
+            "ttl": self.ttl,
+            "createdAt": iso(self.created_unix),
+            "expiresAt": iso(time.time() + remaining) if self.state == "active" else None,
+            "expiresIn": remaining if self.state == "active" else None,
+            "conditions": self.plan.conditions,
+            "conditionIds": self.condition_ids,
+            "stoppedRegions": self.stopped,
+            "revertedAt": iso(self.reverted_unix) if self.reverted_unix else None,
+            "revertReason": self.revert_reason,
+        }
+
+
+class FaultApiError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class Supervisor:
+    def __init__(
+        self,
+        paths: StatePaths,
+        regions: list[str],
+        prometheus_bin: str,
+        router_policy: dict[str, Any] | None = None,
+    ) -> None:
+        self.paths = paths
+        self.regions = regions
+        self.prometheus_bin = prometheus_bin
+        self.router_policy = router_policy or {}
+        self.started_unix = time.time()
+        self.phase = "starting"
+        self.problems: list[str] = []
+        self.children: dict[str, Child] = {}
+        self.faults: dict[str, ActiveFault] = {}
+        self.history: list[ActiveFault] = []
+        self._stop_refs: dict[str, int] = {}
+        self.lease: tuple[str, float] | None = None
+        self._sockets: list[socket.socket] = []
+        self._shutdown = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._session: aiohttp.ClientSession | None = None
+        self._log_files: list[IO[bytes]] = []
+        self.registry = CollectorRegistry()
+        self.faults_gauge = Gauge(
+            "chaosaa_lab_faults_active",
+            "Faults currently applied in the lab",
+            ["type"],
+            registry=self.registry,
+        )
+        self.stopped_gauge = Gauge(
+            "chaosaa_lab_region_stopped",
+            "1 while a region's node process is SIGSTOPped (regionDown)",
+            ["region"],
+            registry=self.registry,
+        )
+        self._prepare()
+
+    # -- setup (synchronous, before the event loop) ------------------------------------
+    def _sock(self) -> socket.socket:
+        s = listen_socket()
+        self._sockets.append(s)
+        return s
+
+    def _prepare(self) -> None:
+        p = self.paths
+        for d in (p.logs, p.run):
+            d.mkdir(parents=True, exist_ok=True)
+        for d in (p.data, p.prometheus_data):
+            shutil.rmtree(d, ignore_errors=True)
+            d.mkdir(parents=True)
+        p.events.write_text("")
+        self.admin_sock = self._sock()
+        self.admin_url = f"http://{HOST}:{self.admin_sock.getsockname()[1]}"
+        node_socks = {r: self._sock() for r in self.regions}
+        router_sock = self._sock()
+        proxy_admin = self._sock()
+        link_socks: dict[str, tuple[socket.socket, str, int]] = {}
+        for r in self.regions:
+            link_socks[f"{ROUTER}>{r}"] = (self._sock(), ROUTER, node_socks[r].getsockname()[1])
+            for o in self.regions:
+                if o != r:
+                    link_socks[f"{r}>{o}"] = (self._sock(), r, node_socks[o].getsockname()[1])
+        prom_port = free_port()
+
+        def url(s: socket.socket) -> str:
+            return f"http://{HOST}:{s.getsockname()[1]}"
+
+        self.node_urls = {r: url(s) for r, s in node_socks.items()}
+        self.link_urls = {name: url(s) for name, (s, _, _) in link_socks.items()}
+        self.link_info = {
+            name: {
+                "url": url(s),
+                "upstream": f"{HOST}:{port}",
+                "kind": "client" if src == ROUTER else "replication",
+                "source": src,
+                "target": name.split(">", 1)[1],
+            }
+            for name, (s, src, port) in link_socks.items()
+        }
+        self.router_url = url(router_sock)
+        self.proxy_url = url(proxy_admin)
+        self.prometheus_url = f"http://{HOST}:{prom_port}"
+
+        py = [sys.executable, "-m"]
+        parent = ["--parent", str(os.getpid())]
+        for r in self.regions:
+            cfg = {
+                "region": r,
+                "fd": node_socks[r].fileno(),
+                "db": str(p.data / f"{r}.sqlite"),
+                "peers": {o: self.link_urls[f"{r}>{o}"] for o in self.regions if o != r},
+            }
+            path = self._write_json(f"node-{r}.json", cfg)
+            self.children[f"node-{r}"] = Child(
+                f"node-{r}",
+                [*py, "chaosaa.lab.node", "--config", str(path), *parent],
+                p.logs / f"node-{r}.log",
+                (node_socks[r].fileno(),),
+            )
+        proxy_cfg = {
+            "adminFd": proxy_admin.fileno(),
+            "links": [
+                {"name": n, "fd": s.fileno(), "upstreamHost": HOST, "upstreamPort": port}
+                for n, (s, _, port) in link_socks.items()
+            ],
+        }
+        path = self._write_json("proxy.json", proxy_cfg)
+        self.children["proxy"] = Child(
+            "proxy",
+            [*py, "chaosaa.lab.proxy", "--config", str(path), *parent],
+            p.logs / "proxy.log",
+            (proxy_admin.fileno(), *(s.fileno() for s, _, _ in link_socks.values())),
+        )
+        router_cfg = {
+            "fd": router_sock.fileno(),
+            "regions": {r: self.link_urls[f"{ROUTER}>{r}"] for r in self.regions},
+            "eventLog": str(p.events),
+            "policy": self.router_policy,
+        }
+        path = self._write_json("router.json", router_cfg)
+        self.children["router"] = Child(
+            "router",
+            [*py, "chaosaa.lab.router", "--config", str(path), *parent],
+            p.logs / "router.log",
+            (router_sock.fileno(),),
+        )
+        prom_cfg = p.run / "prometheus.yml"
+        prom_cfg.write_text(yaml.safe_dump(self._prometheus_config(), sort_keys=False))
+        self.children["prometheus"] = Child(
+            "prometheus",
+            [
+                *py,
+                "chaosaa.lab._exec",
+                *parent,
+                "--",
+                self.prometheus_bin,
+                f"--config.file={prom_cfg}",
+                f"--storage.tsdb.path={p.prometheus_data}",
+                f"--web.listen-address={HOST}:{prom_port}",
+                "--storage.tsdb.retention.time=1d",
+                "--web.enable-lifecycle",
+            ],
+            p.logs / "prometheus.log",
+        )
+
+    def _write_json(self, name: str, data: dict[str, Any]) -> Path:
+        path = self.paths.run / name
+        path.write_text(json.dumps(data, indent=2))
+        return path
+
+    def _prometheus_config(self) -> dict[str, Any]:
+        def hostport(url: str) -> str:
+            return url.removeprefix("http://")
+
+        return {
+            "global": {
+                "scrape_interval": "1s",
+                "scrape_timeout": "900ms",
+                "evaluation_interval": "1s",
+            },
+            "scrape_configs": [
+                {
+                    "job_name": "chaosaa-node",
+                    # Metric labels (region, source, target) are the contract: keep them.
+                    "honor_labels": True,
+                    "static_configs": [
+                        {"targets": [hostport(u)], "labels": {"region": r}}
+                        for r, u in self.node_urls.items()
+                    ],
+                },
+                {
+                    "job_name": "chaosaa-router",
+                    "honor_labels": True,
+                    "static_configs": [{"targets": [hostport(self.router_url)]}],
+                },
+                {
+                    "job_name": "chaosaa-proxy",
+                    "honor_labels": True,
+                    "static_configs": [{"targets": [hostport(self.proxy_url)]}],
+                },
+                {
+                    "job_name": "chaosaa-supervisor",
+                    "honor_labels": True,
+                    "static_configs": [{"targets": [hostport(self.admin_url)]}],
+                },
+            ],
+        }
+
+    # -- lifecycle -------------------------------------------------------------------
+    async def run(self) -> None:
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2.0))
+        runner = await _runtime.serve_app(self.app(), self.admin_sock)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._shutdown.set)
+        await self._write_status()
+        tasks = []
+        try:
+            await self._spawn_all()
+            # The children own their sockets now; our copies would keep ports open after
+            # a child died and make "port closed" checks lie.
+            for s in self._sockets:
+                if s is not self.admin_sock:
+                    s.close()
+            tasks = [
+                asyncio.create_task(self._expire_loop()),
+                asyncio.create_task(self._watch_children()),
+                asyncio.create_task(self._become_ready()),
+            ]
+            await self._shutdown.wait()
+        finally:
+            self.phase = "stopping"
+            for t in tasks:
+                t.cancel()
+            for t in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await t
+            await self._revert_all("lab shutting down")
+            await self._stop_children()
+            await runner.cleanup()
+            await self._session.close()
+            for f in self._log_files:
+                f.close()
+
+    async def _spawn_all(self) -> None:
+        env = dict(os.environ)
+        pkg_root = _PKG_ROOT
+        env["PYTHONPATH"] = os.pathsep.join(x for x in (pkg_root, env.get("PYTHONPATH", "")) if x)
+        for child in self.children.values():
+            logf = await asyncio.to_thread(child.log_path.open, "ab")
+            self._log_files.append(logf)
+            child.proc = await asyncio.create_subprocess_exec(
+                *child.argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=logf,
+                stderr=asyncio.subprocess.STDOUT,
+                pass_fds=child.pass_fds,
+                env=env,
+            )
+            log.info("started %s pid %s", child.name, child.proc.pid)
+
+    async def _become_ready(self) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT
+        while time.monotonic() < deadline:
+            status = await self.status()
+            bad = [n for n, c in status["components"].items() if not c["healthy"]]
+            if not bad:
+                self.phase = "ready"
+                self.problems = []
+                await self._write_status()
+                log.info("lab ready")
+                return
+            self.problems = [f"{n}: {status['components'][n].get('detail')}" for n in bad]
+            await asyncio.sleep(0.2)
+        self.phase = "failed"
+        await self._write_status()
+        log.error("lab did not become ready: %s", "; ".join(self.problems))
+
+    async def _watch_children(self) -> None:
+        while True:
+            for child in self.children.values():
+                if child.proc and child.proc.returncode is not None and not child.exit_reported:
+                    child.exit_reported = True
+                    log.error("%s exited with code %s", child.name, child.proc.returncode)
+            await asyncio.sleep(0.5)
+
+    async def _stop_children(self) -> None:
+        procs = [c.proc for c in self.children.values() if c.proc and c.proc.returncode is None]
+        for proc in procs:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGCONT)  # a SIGSTOPped node cannot handle SIGTERM
+                proc.terminate()
+        deadline = time.monotonic() + 5.0
+        for proc in procs:
+            try:
+                await asyncio.wait_for(proc.wait(), max(0.1, deadline - time.monotonic()))
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await proc.wait()
+
+    # -- status ----------------------------------------------------------------------
+    async def _http_ok(self, url: str, limit: float = 0.5) -> tuple[bool, Any]:
+        assert self._session is not None
+        try:
+            async with self._session.get(url, timeout=aiohttp.ClientTimeout(total=limit)) as r:
+                body = await r.read()
+                if r.status != 200:
+                    return False, f"HTTP {r.status}"
+                try:
+                    return True, json.loads(body)
+                except ValueError:
+                    return True, None
+        except TimeoutError:
+            return False, f"no answer within {limit}s"
+        except (aiohttp.ClientError, OSError) as exc:
+            return False, f"{type(exc).__name__}: {exc}"
+
+    def _proc_detail(self, name: str) -> tuple[bool, str | None, int | None]:
+        child = self.children[name]
+        if child.proc is None:
+            return False, "not started", None
+        if child.proc.returncode is not None:
+            return False, f"exited with code {child.proc.returncode} (see {child.log_path})", None
+        return True, None, child.proc.pid
+
+    async def _component(self, name: str, url: str | None) -> dict[str, Any]:
+        alive, detail, pid = self._proc_detail(name)
+        out: dict[str, Any] = {"healthy": False, "pid": pid, "detail": detail}
+        if not alive:
+            return out
+        assert pid is not None
+        state = await asyncio.to_thread(process_state, pid)
+        out["stopped"] = state == "T"
+        if state == "T":
+            out["detail"] = "stopped (SIGSTOP, regionDown)"
+            return out
+        if url is not None:
+            ok, body = await self._http_ok(url)
+            out["healthy"] = ok
+            out["detail"] = None if ok else body
+            if ok and name == "prometheus":
+                out.update(await self._prometheus_targets())
+        return out
+
+    async def _prometheus_targets(self) -> dict[str, Any]:
+        ok, body = await self._http_ok(f"{self.prometheus_url}/api/v1/targets")
+        if not ok or not isinstance(body, dict):
+            return {"healthy": False, "detail": f"targets API: {body}"}
+        targets = body.get("data", {}).get("activeTargets", [])
+        down = [t["scrapeUrl"] for t in targets if t.get("health") != "up"]
+        expected = len(self.regions) + 3
+        if len(targets) < expected or down:
+            return {
+                "healthy": False,
+                "detail": f"{len(targets) - len(down)}/{expected} scrape targets up",
+            }
+        return {"targetsUp": len(targets)}
+
+    async def status(self) -> dict[str, Any]:
+        names = [f"node-{r}" for r in self.regions]
+        urls: dict[str, str | None] = {n: f"{self.node_urls[n[5:]]}/healthz" for n in names}
+        urls["router"] = f"{self.router_url}/healthz"
+        urls["proxy"] = f"{self.proxy_url}/healthz"
+        urls["prometheus"] = f"{self.prometheus_url}/-/ready"
+        results = await asyncio.gather(*(self._component(n, u) for n, u in urls.items()))
+        components = dict(zip(urls, results, strict=True))
+        router_view: dict[str, Any] = {}
+        ok, body = await self._http_ok(f"{self.router_url}/router/state")
+        if ok and isinstance(body, dict):
+            router_view = body.get("regions", {})
+            components["router"]["serving"] = body.get("serving")
+        for r in self.regions:
+            c = components[f"node-{r}"]
+            c["routerUp"] = router_view.get(r, {}).get("up")
+        regions = {
+            r: {
+                "url": self.link_urls[f"{ROUTER}>{r}"],
+                "nodeUrl": self.node_urls[r],
+                "healthy": components[f"node-{r}"]["healthy"],
+                "stopped": components[f"node-{r}"].get("stopped", False),
+                "routerUp": router_view.get(r, {}).get("up"),
+                "pid": components[f"node-{r}"]["pid"],
+            }
+            for r in self.regions
+        }
+        return {
+            **self._static_status(),
+            "phase": self.phase,
+            "healthy": all(c["healthy"] for c in components.values()),
+            "problems": self.problems,
+            "regions": regions,
+            "components": components,
+            "faults": [f.to_json() for f in self.faults.values()],
+        }
+
+    def _static_status(self) -> dict[str, Any]:
+        return {
+            "schemaVersion": 1,
+            "pid": os.getpid(),
+            "stateDir": str(self.paths.root),
+            "startedAt": iso(self.started_unix),
+            "supervisor": self.admin_url,
+            "router": self.router_url,
+            "routerEvents": {
+                "path": str(self.paths.events),
+                "url": f"{self.router_url}/router/events",
+            },
+            "prometheus": self.prometheus_url,
+            "proxy": {"admin": self.proxy_url},
+            "links": self.link_info,
+            "logs": str(self.paths.logs),
+            "regionNames": self.regions,
+        }
+
+    async def _write_status(self) -> None:
+        """The status file is how clients find the lab: URLs only, no live health."""
+        doc = {
+            **self._static_status(),
+            "phase": self.phase,
+            "problems": self.problems,
+            "regions": {
+                r: {"url": self.link_urls[f"{ROUTER}>{r}"], "nodeUrl": self.node_urls[r]}
+                for r in self.regions
+            },
+        }
+        await asyncio.to_thread(_atomic_write, self.paths.status, json.dumps(doc, indent=2))
+
+    # -- faults ----------------------------------------------------------------------
+    async def _proxy(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        assert self._session is not None
+        async with self._session.request(method, f"{self.proxy_url}{path}", json=body) as r:
+            text = await r.text()
+            try:
+                return r.status, json.loads(text) if text else None
+            except ValueError:
+                return r.status, text
+
+    def _node_pid(self, region: str) -> int:
+        proc = self.children[f"node-{region}"].proc
+        if proc is None or proc.returncode is not None:
+            raise FaultApiError(409, f"node {region} is not running")
+        return proc.pid
+
+    async def inject(self, body: dict[str, Any]) -> ActiveFault:
+        try:
+            req = FaultRequest.model_validate(body)
+            fplan = plan(req, self.regions)
+        except ValidationError as exc:
+            raise FaultApiError(400, _validation_message(exc)) from exc
+        except ValueError as exc:
+            raise FaultApiError(400, str(exc)) from exc
+        async with self._lock:
+            fid = req.id or f"f-{uuid.uuid4().hex[:10]}"
+            if fid in self.faults:
+                raise FaultApiError(409, f"fault {fid!r} is active; renew or delete it")
+            ttl = req.ttl_seconds
+            fault = ActiveFault(fid, req, fplan, ttl, time.monotonic() + ttl)
+            try:
+                for i, cond in enumerate(fplan.conditions):
+                    cid = f"{fid}.{i}"
+                    status, resp = await self._proxy(
+                        "POST", "/conditions", {**cond, "id": cid, "ttl": ttl}
+                    )
+                    if status != 201:
+                        raise FaultApiError(502, f"link proxy refused condition: {resp}")
+                    fault.condition_ids.append(cid)
+                for region in fplan.stop_regions:
+                    pid = self._node_pid(region)
+                    if self._stop_refs.get(region, 0) == 0:
+                        os.kill(pid, signal.SIGSTOP)
+                    self._stop_refs[region] = self._stop_refs.get(region, 0) + 1
+                    fault.stopped.append(region)
+                    self.stopped_gauge.labels(region).set(1)
+            except BaseException:
+                await self._undo(fault)
+                raise
+            self.faults[fid] = fault
+            self._update_gauges()
+            log.info("fault %s injected: %s", fid, req.model_dump(exclude_none=True))
+            return fault
+
+    async def renew(self, fid: str, ttl: float | None) -> ActiveFault:
+        async with self._lock:
+            fault = self.faults.get(fid)
+            if fault is None:
+                raise FaultApiError(404, f"no active fault {fid!r} (expired or reverted?)")
+            ttl = fault.ttl if ttl is None else ttl
+            if not 0 < ttl <= 3600:
+                raise FaultApiError(400, "ttl must be > 0 and <= 3600 seconds")
+            for cid in fault.condition_ids:
+                status, resp = await self._proxy("POST", f"/conditions/{cid}/renew", {"ttl": ttl})
+                if status != 200:
+                    raise FaultApiError(409, f"condition {cid} could not be renewed: {resp}")
+            fault.ttl = ttl
+            fault.expires_mono = time.monotonic() + ttl
+            return fault
+
+    async def revert(self, fid: str, reason: str) -> ActiveFault:
+        async with self._lock:
+            fault = self.faults.pop(fid, None)
+            if fault is None:
+                raise FaultApiError(404, f"no active fault {fid!r} (expired or reverted?)")
+            await self._undo(fault)
+            fault.state = "reverted"
+            fault.reverted_unix = time.time()
+            fault.revert_reason = reason
+            self.history.append(fault)
+            del self.history[:-200]
+            self._update_gauges()
+            log.info("fault %s reverted (%s)", fid, reason)
+            return fault
+
+    async def _undo(self, fault: ActiveFault) -> None:
+        for cid in fault.condition_ids:
+            with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError):
+                await self._proxy("DELETE", f"/conditions/{cid}")  # 404 = already expired
+        for region in fault.stopped:
+            self._stop_refs[region] -= 1
+            if self._stop_refs[region] == 0:
+                self.stopped_gauge.labels(region).set(0)
+                with contextlib.suppress(FaultApiError, ProcessLookupError):
+                    os.kill(self._node_pid(region), signal.SIGCONT)
+
+    async def _revert_all(self, reason: str) -> list[str]:
+        ids = list(self.faults)
+        for fid in ids:
+            with contextlib.suppress(FaultApiError):
+                await self.revert(fid, reason)
+        return ids
+
+    async def _expire_loop(self) -> None:
+        """Dead-man switch: a fault nobody renews reverts itself at its TTL."""
+        while True:
+            await asyncio.sleep(0.05)
+            now = time.monotonic()
+            for fid, fault in list(self.faults.items()):
+                if fault.expires_mono <= now:
+                    with contextlib.suppress(FaultApiError):
+                        await self.revert(fid, "ttl expired")
+
+    def _update_gauges(self) -> None:
+        for t in (
+            "blackhole",
+            "latency",
+            "replicationLag",
+            "regionDown",
+            "bandwidth",
+            "packetLoss",
+        ):
+            self.faults_gauge.labels(t).set(
+                sum(1 for f in self.faults.values() if f.request.type == t)
+            )
+
+    async def verify(self, fid: str) -> dict[str, Any]:
+        """Check that a fault is in place (active) or gone (reverted), by observation."""
+        fault = self.faults.get(fid) or next(
+            (f for f in reversed(self.history) if f.id == fid), None
+        )
+        if fault is None:
+            raise FaultApiError(404, f"unknown fault {fid!r}")
+        active = fault.state == "active"
+        checks: list[dict[str, Any]] = []
+        for cid in fault.condition_ids:
+            status, _ = await self._proxy("GET", f"/conditions/{cid}")
+            present = status == 200
+            checks.append(
+                {"check": f"condition {cid} present", "ok": present == active, "present": present}
+            )
+        for region in fault.plan.stop_regions:
+            pid = self._node_pid(region)
+            stopped = await asyncio.to_thread(process_state, pid) == "T"
+            checks.append(
+                {"check": f"node {region} stopped", "ok": stopped == active, "stopped": stopped}
+            )
+        busy = self._links_cut_by_others(fid)
+        for cond in fault.plan.conditions:
+            links = [t["link"] for t in cond["targets"]]
+            if cond["type"] == "blackhole":
+                results = await asyncio.gather(*(self._probe(link) for link in links))
+                for link, (ok, rtt, detail) in zip(links, results, strict=True):
+                    if not active and link in busy:
+                        continue
+                    checks.append(
+                        {
+                            "check": f"link {link} {'cut' if active else 'open'}",
+                            "ok": ok != active,
+                            "probe": detail,
+                            "rtt": rtt,
+                        }
+                    )
+            elif cond["type"] == "latency" and active and links:
+                ok, rtt, detail = await self._probe(links[0], cond["delay"] + cond["jitter"] + 1)
+                floor = max(0.0, cond["delay"] - cond["jitter"]) * 0.9
+                checks.append(
+                    {
+                        "check": f"link {links[0]} round trip >= {floor:.3f}s",
+                        "ok": ok and rtt is not None and rtt >= floor,
+                        "rtt": rtt,
+                        "probe": detail,
+                    }
+                )
+        return {
+            "id": fid,
+            "state": fault.state,
+            "verified": all(c["ok"] for c in checks),
+            "checks": checks,
+        }
+
+    def _links_cut_by_others(self, fid: str) -> set[str]:
+        out: set[str] = set()
+        for other in self.faults.values():
+            if other.id == fid:
+                continue
+            for cond in other.plan.conditions:
+                out.update(t["link"] for t in cond["targets"])
+        return out
+
+    async def _probe(
+        self, link: str, limit: float = _PROBE_TIMEOUT
+    ) -> tuple[bool, float | None, str]:
+        """One GET /healthz through a link: does traffic pass, and how long does it take."""
+        started = time.monotonic()
+        ok, detail = await self._http_ok(f"{self.link_urls[link]}/healthz", limit)
+        return ok, (time.monotonic() - started) if ok else None, "ok" if ok else str(detail)
+
+    # -- HTTP API --------------------------------------------------------------------
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[_errors])
+        r = app.router
+        r.add_get("/healthz", self._h_health)
+        r.add_get("/status", self._h_status)
+        r.add_get("/metrics", _runtime.metrics_handler(self.registry))
+        r.add_post("/shutdown", self._h_shutdown)
+        r.add_get("/lease", self._h_lease_get)
+        r.add_post("/lease", self._h_lease_acquire)
+        r.add_post("/lease/renew", self._h_lease_acquire)
+        r.add_delete("/lease", self._h_lease_release)
+        r.add_get("/faults", self._h_list)
+        r.add_post("/faults", self._h_inject)
+        r.add_delete("/faults", self._h_revert_all)
+        r.add_get("/faults/{id}", self._h_get)
+        r.add_get("/faults/{id}/verify", self._h_verify)
+        r.add_post("/faults/{id}/renew", self._h_renew)
+        r.add_delete("/faults/{id}", self._h_revert)
+        return app
+
+    async def _h_health(self, _r: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "phase": self.phase})
+
+    # One run per lab at a time: an expiring lease, so a killed runner frees it by itself.
+    def _lease_json(self) -> dict[str, Any]:
+        if self.lease is None or self.lease[1] <= time.monotonic():
+            return {"holder": None}
+        return {"holder": self.lease[0], "expiresIn": self.lease[1] - time.monotonic()}
+
+    async def _h_lease_get(self, _r: web.Request) -> web.Response:
+        return web.json_response(self._lease_json())
+
+    async def _h_lease_acquire(self, request: web.Request) -> web.Response:
+        body = await _json_object(request)
+        holder, ttl = body.get("holder"), body.get("ttl", 30)
+        if not isinstance(holder, str) or not holder:
+            raise FaultApiError(400, "holder is required")
+        if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not 0 < ttl <= 3600:
+            raise FaultApiError(400, "ttl must be seconds, > 0 and <= 3600")
+        current = self._lease_json()["holder"]
+        if current not in (None, holder):
+            raise FaultApiError(
+                409, f"the lab is leased by {current!r} (another run is in progress)"
+            )
+        self.lease = (holder, time.monotonic() + float(ttl))
+        return web.json_response(self._lease_json())
+
+    async def _h_lease_release(self, request: web.Request) -> web.Response:
+        holder = request.query.get("holder")
+        if self._lease_json()["holder"] in (None, holder):
+            self.lease = None
+        return web.json_response(self._lease_json())
+
+    async def _h_status(self, _r: web.Request) -> web.Response:
+        return web.json_response(await self.status())
+
+    async def _h_shutdown(self, _r: web.Request) -> web.Response:
+        self._shutdown.set()
+        return web.json_response({"stopping": True, "pid": os.getpid()}, status=202)
+
+    async def _h_list(self, request: web.Request) -> web.Response:
+        out: dict[str, Any] = {"faults": [f.to_json() for f in self.faults.values()]}
+        if request.query.get("history"):
+            out["history"] = [f.to_json() for f in self.history]
+        return web.json_response(out)
+
+    async def _h_inject(self, request: web.Request) -> web.Response:
+        fault = await self.inject(await _json_object(request))
+        return web.json_response(fault.to_json(), status=201)
+
+    async def _h_get(self, request: web.Request) -> web.Response:
+        fid = request.match_info["id"]
+        fault = self.faults.get(fid) or next(
+            (f for f in reversed(self.history) if f.id == fid), None
+        )
+        if fault is None:
+            raise FaultApiError(404, f"unknown fault {fid!r}")
+        return web.json_response(fault.to_json())
+
+    async def _h_verify(self, request: web.Request) -> web.Response:
+        return web.json_response(await self.verify(request.match_info["id"]))
+
+    async def _h_renew(self, request: web.Request) -> web.Response:
+        body = await _json_object(request)
+        ttl = body.get("ttl")
+        if ttl is not None:
+            try:
+                ttl = seconds(ttl)
+            except ValueError as exc:
+                raise FaultApiError(400, f"ttl: {exc}") from exc
+        fault = await self.renew(request.match_info["id"], ttl)
+        return web.json_response(fault.to_json())
+
+    async def _h_revert(self, request: web.Request) -> web.Response:
+        fault = await self.revert(request.match_info["id"], "deleted via API")
+        return web.json_response(fault.to_json())
+
+    async def _h_revert_all(self, _r: web.Request) -> web.Response:
+        return web.json_response({"reverted": await self._revert_all("deleted via API")})
+
+
+@web.middleware
+async def _errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except FaultApiError as exc:
+        return web.json_response({"error": str(exc)}, status=exc.status)
+
+
+async def _json_object(request: web.Request) -> dict[str, Any]:
+    if not request.can_read_body:
+        return {}
+    try:
+        body = await request.json()
+    except ValueError as exc:
+        raise FaultApiError(400, f"body is not JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise FaultApiError(400, "body must be a JSON object")
+    return body
+
+
+def _validation_message(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(x) for x in err["loc"]) or "body"
+        parts.append(f"{loc}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _cleanup(paths: StatePaths) -> None:
+    for f in (paths.status, paths.status.with_suffix(".tmp")):
+        f.unlink(missing_ok=True)
+    for d in (paths.run, paths.prometheus_data, paths.data):
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="chaosaa lab supervisor")
+    parser.add_argument("--state-dir", type=Path, required=True)
+    parser.add_argument("--regions", required=True)
+    parser.add_argument("--prometheus-bin", required=True)
+    parser.add_argument("--router-policy", default="{}", help="JSON HealthPolicy overrides")
+    args = parser.parse_args()
+    _runtime.setup_logging("supervisor")
+    paths = StatePaths(args.state_dir)
+    paths.root.mkdir(parents=True, exist_ok=True)
+    lock_fd = os.open(paths.lock, os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        log.error("another lab supervisor holds %s", paths.lock)
+        sys.exit(3)
+    try:
+        os.write(lock_fd, str(os.getpid()).encode())
+        sup = Supervisor(
+            paths,
+            validate_regions(args.regions.split(",")),
+            args.prometheus_bin,
+            json.loads(args.router_policy),
+        )
+        asyncio.run(sup.run())
+    finally:
+        _cleanup(paths)
+        paths.lock.unlink(missing_ok=True)
+        os.close(lock_fd)
+        log.info("lab stopped")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+"""How report numbers and instants are written, the same in JSON, JUnit, HTML and console."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+
+
+def format_instant(ts: float) -> str:
+    """Unix seconds -> ``2026-11-26T10:00:00.000Z`` (UTC, milliseconds)."""
+    millis = round(ts * 1000)
+    moment = datetime.fromtimestamp(millis // 1000, tz=UTC)
+    return f"{moment:%Y-%m-%dT%H:%M:%S}.{millis % 1000:03d}Z"
+
+
+def parse_instant(text: str) -> float:
+    """ISO-8601 (``Z`` or an offset) -> unix seconds, rounded to the millisecond.
+
+    Raises ``ValueError`` for anything else, including times without a zone: a report
+    instant is always UTC and must say so.
+    """
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        raise ValueError(f"{text!r} has no time zone; write e.g. 2026-11-26T10:00:00.000Z")
+    return round(moment.timestamp() * 1000) / 1000
+
+
+def format_seconds(value: float | None) -> str:
+    """A duration for people: ``12ms``, ``4.21s``, ``1m05s``; ``-`` when unknown."""
+    if value is None or not math.isfinite(value):
+        return "-"
+    sign = "-" if value < 0 else ""
+    v = abs(value)
+    if v == 0:
+        return "0s"
+    if v < 1:
+        return f"{sign}{v * 1000:.3g}ms"
+    if v < 60:
+        return f"{sign}{v:.3g}s"
+    minutes, seconds = divmod(round(v), 60)
+    return f"{sign}{minutes}m{seconds:02d}s" if seconds else f"{sign}{minutes}m"
+
+
+def format_number(value: float | None) -> str:
+    if value is None or not math.isfinite(value):
+        return "-"
+    if float(value).is_integer():
+        return str(int(value))
+    return f"{value:.4g}"
+
+
+def format_measured(value: float | None, unit: str) -> str:
+    """A measured value with its unit: seconds humanised, ratios as percent."""
+    if value is None or not math.isfinite(value):
+        return "no data"
+    if unit == "s":
+        return format_seconds(value)
+    if unit == "ratio":
+        return f"{value * 100:.3g}%"
+    number = format_number(value)
+    return f"{number} {unit}" if unit else number
+
+
+def format_bound(seconds: float | None) -> str:
+    """The error bound of a measured time: ``±20ms``; empty when there is none."""
+    if seconds is None or not math.isfinite(seconds):
+        return ""
+    return f"±{format_seconds(seconds)}"
+
+
+def format_offset(ts: float | None, origin: float) -> str:
+    """An instant relative to the start of the run: ``+12.345s``."""
+    if ts is None:
+        return "-"
+    return f"{ts - origin:+.3f}s"

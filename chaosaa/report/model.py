@@ -1,0 +1,499 @@
+"""The run report (DESIGN.md section 3): what ``report.json`` holds, as typed dataclasses.
+
+Instants are unix seconds (floats) in Python, like everything in :mod:`chaosaa.model`, and
+ISO-8601 UTC strings with milliseconds and ``Z`` in JSON. The JSON alone is enough to
+re-render every other artefact (``chaosaa report RUN.json``).
+
+Building a report during a run::
+
+    report = new_report(gameday, started_at=time.time(), run_id=run_id)
+    report.event(now, "fault.effective", fault="eu-dark")
+    report.record_fault(FaultResult.from_window(window))
+    report.record_slo(slo_result(slo, measured=4.21, source="probe", error_bound_seconds=0.02))
+    report.finish(finished_at=time.time())          # verdict from the SLOs
+    write_reports(report, report_dir)                # chaosaa.report.write
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from chaosaa.durations import format_duration
+from chaosaa.errors import ExitCode, InvalidInputError
+from chaosaa.model import FaultWindow
+from chaosaa.report.codec import DecodeError, from_dict, instant, plain, to_dict
+from chaosaa.spec.model import (
+    SLO,
+    BlackholeFault,
+    ErrorRateSLO,
+    FailoverTimeSLO,
+    Fault,
+    GameDay,
+    LostWritesSLO,
+    PromQLSLO,
+    RegionDownFault,
+    ReplicationLagSLO,
+    SteadyStateCheck,
+)
+from chaosaa.spec.types import Expectation
+
+SCHEMA_VERSION = 1
+
+RunVerdict = Literal["passed", "failed", "aborted", "error"]
+SLOVerdict = Literal["passed", "failed", "unknown"]
+
+#: ``run``'s exit code for each verdict (DESIGN.md section 3).
+EXIT_CODES: dict[str, ExitCode] = {
+    "passed": ExitCode.PASSED,
+    "failed": ExitCode.SLO_FAILED,
+    "aborted": ExitCode.ABORTED,
+    "error": ExitCode.ENVIRONMENT,
+}
+
+
+class ReportFileError(InvalidInputError):
+    """A file given as a run report is missing, not JSON, or not a report we can read."""
+
+
+# --------------------------------------------------------------------------- parts
+
+
+@dataclass(kw_only=True, slots=True)
+class TargetInfo:
+    kind: str
+    regions: list[str] = field(default_factory=list)
+
+
+@dataclass(kw_only=True, slots=True)
+class FaultResult:
+    """One fault of the run. ``effective_at`` is ``None`` if it was never in place."""
+
+    name: str
+    type: str
+    requested_at: float | None = instant(default=None)
+    effective_at: float | None = instant(default=None)
+    reverted_at: float | None = instant(default=None)
+    time_to_effect_seconds: float | None = None
+    time_to_revert_seconds: float | None = None
+    # beyond the fixed fields
+    revert_requested_at: float | None = instant(default=None)
+    scope: str = ""  # what it cuts, e.g. "regions eu" or "links us->eu"
+    error: str | None = None  # why it could not be injected, verified or reverted
+
+    @classmethod
+    def from_window(
+        cls, window: FaultWindow, *, scope: str = "", error: str | None = None
+    ) -> FaultResult:
+        return cls(
+            name=window.name,
+            type=window.type,
+            requested_at=window.requested_at,
+            effective_at=window.effective_at,
+            reverted_at=window.reverted_at,
+            revert_requested_at=window.revert_requested_at,
+            time_to_effect_seconds=_between(window.requested_at, window.effective_at),
+            time_to_revert_seconds=_between(window.revert_requested_at, window.reverted_at),
+            scope=scope,
+            error=error,
+        )
+
+
+def _between(start: float | None, end: float | None) -> float | None:
+    return None if start is None or end is None else end - start
+
+
+@dataclass(kw_only=True, slots=True)
+class SteadyStateResult:
+    """One steady-state check, before injection or after recovery."""
+
+    name: str
+    value: float | None
+    passed: bool
+    expect: str
+    # beyond the fixed fields
+    promql: str | None = None
+    at: float | None = instant(default=None)
+    error: str | None = None  # the query failed / returned no data
+    evaluated: bool = True  # False: the run stopped before this check
+
+
+@dataclass(kw_only=True, slots=True)
+class SteadyState:
+    before: list[SteadyStateResult] = field(default_factory=list)
+    after: list[SteadyStateResult] = field(default_factory=list)
+
+
+@dataclass(kw_only=True, slots=True)
+class SLOResult:
+    """One SLO verdict with the number behind it, where that number came from and how
+    precise it is. ``unknown`` (no data, NaN, a failed query) is never a pass."""
+
+    name: str
+    type: str
+    objective: str  # "<= 30s"
+    measured: float | None
+    unit: str  # "s" | "ratio" | "writes" | "" (promql)
+    verdict: SLOVerdict
+    source: str | None = None  # "probe" | "prometheus" | "readback" | "canary"
+    error_bound_seconds: float | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    # beyond the fixed fields
+    on_no_data: Literal["fail", "ignore"] = "fail"
+    evaluated: bool = True  # False: the run stopped before the SLO could be measured
+
+    @property
+    def fails_run(self) -> bool:
+        """Failed, or unknown without ``onNoData: ignore``. An SLO a completed run never
+        evaluated counts too: a forgotten measurement must not read as a pass."""
+        if self.verdict == "failed":
+            return True
+        return self.verdict == "unknown" and self.on_no_data == "fail"
+
+
+@dataclass(kw_only=True, slots=True)
+class RegionTraffic:
+    requests: int = 0
+    errors: int = 0
+
+
+@dataclass(kw_only=True, slots=True)
+class Traffic:
+    requests: int = 0
+    errors: int = 0
+    by_region: dict[str, RegionTraffic] = field(default_factory=dict)
+
+
+@dataclass(kw_only=True, slots=True)
+class DataIntegrity:
+    acknowledged_writes: int = 0
+    lost: int = 0
+    divergent_keys: int = 0
+    conflicts: int = 0
+    # beyond the fixed fields
+    checked: bool = False  # True once acknowledged writes were read back
+    lost_keys: list[str] = field(default_factory=list)  # a sample, for debugging
+
+
+@dataclass(kw_only=True, slots=True)
+class TimelineEvent:
+    at: float = instant()
+    event: str  # "phase.inject", "fault.effective", "abort", ...
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(kw_only=True, slots=True)
+class ChartWindow:
+    """A shaded fault window: from in place (or requested) until reverted."""
+
+    name: str
+    type: str = ""
+    start: float = instant()
+    end: float | None = instant(default=None)  # None: never reverted (runner died)
+
+
+@dataclass(kw_only=True, slots=True)
+class ChartMarker:
+    """A vertical line: the instant the service recovered, per failoverTime SLO."""
+
+    name: str
+    at: float = instant()
+    label: str = ""
+
+
+@dataclass(kw_only=True, slots=True)
+class Chart:
+    """Timeline chart data. Points are ``[unix seconds, value]`` pairs."""
+
+    success_ratio: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    replication_lag: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    fault_windows: list[ChartWindow] = field(default_factory=list)
+    failover_markers: list[ChartMarker] = field(default_factory=list)
+    bucket_seconds: float = 1.0  # width of a success-ratio window
+
+    @property
+    def empty(self) -> bool:
+        return not (
+            any(self.success_ratio.values())
+            or any(self.replication_lag.values())
+            or self.fault_windows
+            or self.failover_markers
+        )
+
+
+# --------------------------------------------------------------------------- report
+
+
+@dataclass(kw_only=True, slots=True)
+class RunReport:
+    schema_version: int = SCHEMA_VERSION
+    gameday: str
+    verdict: RunVerdict
+    exit_code: int
+    started_at: float = instant()
+    finished_at: float = instant()
+    target: TargetInfo
+    faults: list[FaultResult] = field(default_factory=list)
+    steady_state: SteadyState = field(default_factory=SteadyState)
+    slos: list[SLOResult] = field(default_factory=list)
+    traffic: Traffic = field(default_factory=Traffic)
+    data_integrity: DataIntegrity = field(default_factory=DataIntegrity)
+    timeline: list[TimelineEvent] = field(default_factory=list)
+    # beyond the fixed fields
+    run_id: str | None = None
+    description: str = ""
+    reason: str | None = None  # why the run was aborted or ended in error
+    chart: Chart = field(default_factory=Chart)
+
+    # -- recording during a run ------------------------------------------------------
+
+    def event(self, at: float, event: str, **detail: Any) -> None:
+        """Append a timeline event, e.g. ``report.event(t, "fault.effective", fault="eu")``."""
+        self.timeline.append(TimelineEvent(at=at, event=event, detail=dict(detail)))
+
+    def record_fault(self, result: FaultResult) -> None:
+        """Replace the fault of the same name (keeping its scope if the new one has none)."""
+        for i, old in enumerate(self.faults):
+            if old.name == result.name:
+                result.scope = result.scope or old.scope
+                self.faults[i] = result
+                return
+        self.faults.append(result)
+
+    def record_slo(self, result: SLOResult) -> None:
+        """Replace the SLO of the same name, or append it."""
+        for i, old in enumerate(self.slos):
+            if old.name == result.name:
+                self.slos[i] = result
+                return
+        self.slos.append(result)
+
+    def finish(
+        self,
+        *,
+        finished_at: float,
+        verdict: RunVerdict | None = None,
+        reason: str | None = None,
+        exit_code: int | None = None,
+    ) -> None:
+        """Close the report. Without ``verdict``: failed if an SLO fails the run (``unknown``
+        counts unless ``onNoData: ignore``) or a steady-state check after recovery failed.
+        ``exit_code`` defaults to the verdict's (:data:`EXIT_CODES`); an ``error`` caused by
+        invalid input passes 2."""
+        self.finished_at = finished_at
+        self.verdict = verdict if verdict is not None else decide_verdict(self)
+        self.exit_code = int(exit_code if exit_code is not None else EXIT_CODES[self.verdict])
+        if reason is not None:
+            self.reason = reason
+
+    # -- reading ---------------------------------------------------------------------
+
+    @property
+    def duration_seconds(self) -> float:
+        return max(0.0, self.finished_at - self.started_at)
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_dict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str, *, source: str = "<report>") -> RunReport:
+        """Parse ``report.json``; raise :class:`ReportFileError` naming ``source``."""
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ReportFileError(f"{source}: not JSON ({e})") from None
+        return cls.from_dict(data, source=source)
+
+    @classmethod
+    def from_dict(cls, data: Any, *, source: str = "<report>") -> RunReport:
+        if not isinstance(data, dict) or "schemaVersion" not in data:
+            raise ReportFileError(
+                f"{source}: not a chaosaa run report (no schemaVersion field); "
+                "give the report.json that `chaosaa run` wrote"
+            )
+        version = data["schemaVersion"]
+        if version != SCHEMA_VERSION:
+            raise ReportFileError(
+                f"{source}: schemaVersion {version!r} is not supported; "
+                f"this chaosaa reads schemaVersion {SCHEMA_VERSION}"
+            )
+        try:
+            return from_dict(cls, data)
+        except DecodeError as e:
+            raise ReportFileError(f"{source}: {e}") from None
+
+
+def load_report(path: Path) -> RunReport:
+    """Read a stored ``report.json``; every failure is a :class:`ReportFileError`."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ReportFileError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ReportFileError(f"{path}: is a directory; give the report.json inside it") from None
+    except UnicodeDecodeError:
+        raise ReportFileError(f"{path}: not a text file (not UTF-8)") from None
+    except OSError as e:
+        raise ReportFileError(f"{path}: cannot read ({e.strerror})") from None
+    return RunReport.from_json(text, source=str(path))
+
+
+def decide_verdict(report: RunReport) -> RunVerdict:
+    if any(slo.fails_run for slo in report.slos):
+        return "failed"
+    if any(check.evaluated and not check.passed for check in report.steady_state.after):
+        return "failed"
+    return "passed"
+
+
+# --------------------------------------------------------------------------- builders
+
+
+def new_report(gameday: GameDay, *, started_at: float, run_id: str | None = None) -> RunReport:
+    """A report for a run that is starting: every fault listed as never injected and every
+    SLO as not evaluated, so a run that stops early still says what it did not do.
+    Verdict ``error`` until :meth:`RunReport.finish`."""
+    spec = gameday.spec
+    return RunReport(
+        gameday=gameday.name,
+        description=spec.description,
+        run_id=run_id,
+        verdict="error",
+        exit_code=int(ExitCode.ENVIRONMENT),
+        started_at=started_at,
+        finished_at=started_at,
+        target=TargetInfo(kind=spec.target.kind, regions=list(spec.target.regions)),
+        faults=[FaultResult(name=f.name, type=f.type, scope=fault_scope(f)) for f in spec.faults],
+        slos=[
+            slo_not_evaluated(slo, "the run stopped before this SLO was evaluated")
+            for slo in spec.slos
+        ],
+        traffic=Traffic(by_region={region: RegionTraffic() for region in spec.target.regions}),
+    )
+
+
+def fault_scope(fault: Fault) -> str:
+    """What a fault cuts, in a few words: ``regions eu``, ``partition us | eu,ap``."""
+    if isinstance(fault, BlackholeFault) and fault.partition is not None:
+        return "partition " + " | ".join(",".join(group) for group in fault.partition)
+    if isinstance(fault, RegionDownFault):
+        return "regions " + ",".join(fault.regions)
+    regions: list[str] | None = getattr(fault, "regions", None)
+    if regions:
+        return "regions " + ",".join(regions)
+    links: list[list[str]] | None = getattr(fault, "links", None)
+    if links:
+        return "links " + " ".join(f"{a}->{b}" for a, b in links)
+    return ""
+
+
+def slo_objective(slo: SLO) -> tuple[str, str]:
+    """The objective as text and the unit of the measured value."""
+    if isinstance(slo, FailoverTimeSLO):
+        return f"<= {format_duration(slo.max)}", "s"
+    if isinstance(slo, ReplicationLagSLO):
+        objective = f"<= {format_duration(slo.max)}"
+        if slo.recover_within is not None:
+            objective += f", back under it within {format_duration(slo.recover_within)}"
+        return objective, "s"
+    if isinstance(slo, LostWritesSLO):
+        return f"<= {slo.max}", "writes"
+    if isinstance(slo, ErrorRateSLO):
+        return f"<= {slo.max:g}", "ratio"
+    return str(slo.objective), ""
+
+
+def _default_source(slo: SLO) -> str:
+    if isinstance(slo, FailoverTimeSLO | ErrorRateSLO):
+        return slo.source
+    if isinstance(slo, LostWritesSLO):
+        return "readback"
+    return "prometheus"
+
+
+def objective_holds(slo: SLO, measured: float) -> bool:
+    """The plain comparison of ``measured`` against the SLO's bound."""
+    if isinstance(slo, PromQLSLO):
+        return slo.objective.holds(measured)
+    return Expectation("<=", float(slo.max)).holds(measured)
+
+
+def slo_result(
+    slo: SLO,
+    measured: float | None,
+    *,
+    passed: bool | None = None,
+    source: str | None = None,
+    error_bound_seconds: float | None = None,
+    details: dict[str, Any] | None = None,
+) -> SLOResult:
+    """The result of one evaluated SLO.
+
+    ``measured`` of ``None`` or NaN gives ``unknown``, whatever ``passed`` says: no data
+    is never a pass. ``passed`` defaults to comparing ``measured`` with the SLO's bound;
+    pass it explicitly for compound objectives (e.g. replication lag's ``recoverWithin``).
+    """
+    objective, unit = slo_objective(slo)
+    verdict: SLOVerdict
+    if measured is None or not math.isfinite(measured):
+        measured, verdict = None, "unknown"
+    else:
+        ok = objective_holds(slo, measured) if passed is None else passed
+        verdict = "passed" if ok else "failed"
+    return SLOResult(
+        name=slo.name,
+        type=slo.type,
+        objective=objective,
+        measured=measured,
+        unit=unit,
+        verdict=verdict,
+        source=source if source is not None else _default_source(slo),
+        error_bound_seconds=error_bound_seconds,
+        details=plain(details or {}),
+        on_no_data=slo.on_no_data,
+    )
+
+
+def slo_not_evaluated(slo: SLO, reason: str) -> SLOResult:
+    """An SLO the run never got to measure (aborted, error): ``unknown``, not evaluated."""
+    result = slo_result(slo, None, details={"reason": reason})
+    result.evaluated = False
+    return result
+
+
+def steady_state_result(
+    check: SteadyStateCheck,
+    value: float | None,
+    *,
+    at: float | None = None,
+    error: str | None = None,
+) -> SteadyStateResult:
+    """One steady-state check; no value (or NaN) fails it."""
+    finite = value is not None and math.isfinite(value)
+    return SteadyStateResult(
+        name=check.name,
+        value=value if finite else None,
+        passed=bool(finite and value is not None and check.expect.holds(value)),
+        expect=str(check.expect),
+        promql=check.promql,
+        at=at,
+        error=error if error is not None or finite else "no data",
+    )
+
+
+def steady_state_not_evaluated(check: SteadyStateCheck, reason: str) -> SteadyStateResult:
+    return SteadyStateResult(
+        name=check.name,
+        value=None,
+        passed=False,
+        expect=str(check.expect),
+        promql=check.promql,
+        error=reason,
+        evaluated=False,
+    )

@@ -1,0 +1,1 @@
+from tests.lab.conftest import clean_lab, lab  # noqa: F401

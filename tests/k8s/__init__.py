@@ -1,0 +1,1 @@
+"""The k8s tier: real per-region control planes (etcd, kube-apiserver, ...)."""

@@ -11,6 +11,9 @@ import shutil
 
 import pytest
 
+#: shared fixtures: the real lab, a real Prometheus with a test exporter
+pytest_plugins = ["tests.lab.fixtures", "tests.prometheus.fixtures"]
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--kind", action="store_true", help="run the kind tier (needs Docker + kind)")

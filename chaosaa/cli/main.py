@@ -259,6 +259,11 @@ def _register_optional() -> None:
     for module, name in (
         ("chaosaa.cli.lab", "lab"),
         ("chaosaa.cli.report", "report"),
+        ("chaosaa.cli.kind", "kind"),
+        ("chaosaa.cli.agent", "agent"),
+        ("chaosaa.cli.operator", "operator"),
+        ("chaosaa.cli.crd", "crd"),
+        ("chaosaa.cli.gameday", "gameday"),
     ):
         try:
             cli.add_command(getattr(importlib.import_module(module), name))

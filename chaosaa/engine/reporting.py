@@ -34,8 +34,11 @@ def _traffic(outcome: RunOutcome) -> Traffic:
 def build_report(outcome: RunOutcome) -> RunReport:
     gd = outcome.gameday
     report = new_report(gd, started_at=outcome.started_at, run_id=outcome.run_id)
-    for item in outcome.timeline:
-        report.event(item["at"], item["event"], **item["detail"])
+    events = [(item["at"], item["event"], item["detail"]) for item in outcome.timeline]
+    # the target's own ground truth (e.g. the lab router's failover log) interleaved
+    events += [(e.at, f"target.{e.event}", dict(e.detail)) for e in outcome.target_events]
+    for at, event, detail in sorted(events, key=lambda e: e[0]):
+        report.event(at, event, **detail)
     for rec in outcome.faults:
         report.record_fault(
             FaultResult(

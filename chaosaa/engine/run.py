@@ -117,6 +117,7 @@ class Run:
         self._opened = False
         self._lost_details: dict[str, Any] = {}
         self._background: list[asyncio.Task[Any]] = []
+        self._conflicts_before: float | None = None
 
     # ------------------------------------------------------------------ helpers
 
@@ -257,6 +258,7 @@ class Run:
         self._phase("inject", f"{len(self.spec.faults)} fault(s) over {span:g}s")
         start = time.monotonic()
         self.outcome.injection_started_at = time.time()
+        self._conflicts_before = await self._conflict_count()
         runners = [FaultRunner(self.target, f, self.emit) for f in self.spec.faults]
         self._fault_runners = runners
         self.outcome.faults = [r.record for r in runners]
@@ -400,13 +402,24 @@ class Run:
         try:
             if lag:
                 self.outcome.lag_series = await self._prom(self.prom.range, lag, start, end, step)
-            conflicts = endpoints.queries.get("conflicts")
-            if conflicts:
-                window = f"{max(1, round(end - start))}s"
-                value = await self._prom(self.prom.scalar, conflicts.replace("$window", window))
-                self.outcome.conflicts = round(value or 0)
+            after = await self._conflict_count()
+            if after is not None and self._conflicts_before is not None:
+                self.outcome.conflicts = max(0, round(after - self._conflicts_before))
         except ChaosaaError as exc:
             log.info("could not collect series for the report: %s", exc)
+
+    async def _conflict_count(self) -> float | None:
+        """The system's own conflict counter (e.g. last-writer-wins resolutions), if any."""
+        endpoints = self.outcome.endpoints
+        query = endpoints.queries.get("conflicts") if endpoints else None
+        if self.prom is None or not query:
+            return None
+        try:
+            value: float | None = await self._prom(self.prom.scalar, query)
+        except ChaosaaError as exc:
+            log.info("conflict count unavailable: %s", exc)
+            return None
+        return value
 
     async def _check_lost_writes(self) -> None:
         """Read every acknowledged write back from every region (DESIGN.md section 4)."""

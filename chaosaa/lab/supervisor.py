@@ -79,6 +79,20 @@ def process_state(pid: int) -> str | None:
     return stat.rsplit(")", 1)[1].split()[0]
 
 
+async def _wait_state(pid: int, *, stopped: bool, limit: float = 2.0) -> None:
+    """Signals are delivered asynchronously: wait until /proc shows the new state, so
+    that answering the API means the fault is in place (or gone)."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        state = await asyncio.to_thread(process_state, pid)
+        if state is None or (state == "T") == stopped:
+            return
+        await asyncio.sleep(0.005)
+    log.warning(
+        "process %s did not become %s in %ss", pid, "stopped" if stopped else "running", limit
+    )
+
+
 @dataclass
 class Child:
     name: str
@@ -583,6 +597,7 @@ class Supervisor:
                     pid = self._node_pid(region)
                     if self._stop_refs.get(region, 0) == 0:
                         os.kill(pid, signal.SIGSTOP)
+                        await _wait_state(pid, stopped=True)
                     self._stop_refs[region] = self._stop_refs.get(region, 0) + 1
                     fault.stopped.append(region)
                     self.stopped_gauge.labels(region).set(1)
@@ -634,7 +649,9 @@ class Supervisor:
             if self._stop_refs[region] == 0:
                 self.stopped_gauge.labels(region).set(0)
                 with contextlib.suppress(FaultApiError, ProcessLookupError):
-                    os.kill(self._node_pid(region), signal.SIGCONT)
+                    pid = self._node_pid(region)
+                    os.kill(pid, signal.SIGCONT)
+                    await _wait_state(pid, stopped=False)
 
     async def _revert_all(self, reason: str) -> list[str]:
         ids = list(self.faults)

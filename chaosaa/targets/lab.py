@@ -52,6 +52,8 @@ SUCCESS_RATIO = (
     " / sum(rate(chaosaa_router_requests_total[15s]))"
 )
 REPLICATION_LAG = "max(chaosaa_demo_replication_lag_seconds)"
+#: last-writer-wins resolutions summed over regions; the engine takes a before/after difference
+CONFLICTS = "sum(chaosaa_demo_conflicts_total)"
 
 
 def default_state_dir() -> Path:
@@ -181,7 +183,11 @@ class LabTarget(Target):
             # its client link is cut (canary lag, lost-write read-back).
             regions={r: str(s["regions"][r]["nodeUrl"]) for r in self.spec.regions},
             prometheus_url=str(s["prometheus"]),
-            queries={"successRatio": SUCCESS_RATIO, "replicationLag": REPLICATION_LAG},
+            queries={
+                "successRatio": SUCCESS_RATIO,
+                "replicationLag": REPLICATION_LAG,
+                "conflicts": CONFLICTS,
+            },
         )
 
     @property

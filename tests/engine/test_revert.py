@@ -19,7 +19,7 @@ from chaosaa.engine.run import LEASE_TTL, Run
 from chaosaa.spec.loader import validate_gameday
 from chaosaa.targets.base import AppliedFault, TargetOptions
 from chaosaa.targets.lab import LabTarget
-from tests.lab.conftest import Lab, call, wait_until
+from tests.lab.fixtures import Lab, call, wait_until
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(180)]
 
@@ -29,13 +29,16 @@ def gameday(name: str, **spec: Any) -> dict[str, Any]:
         "target": {"kind": "lab", "regions": {"us": {}, "eu": {}, "ap": {}}},
         "traffic": {"rate": 40, "writeRatio": 0.3, "warmup": "1s"},
         "recovery": {"settle": "1s", "convergenceTimeout": "15s"},
-        "faults": [
-            {"name": "eu-dark", "type": "blackhole", "regions": ["eu"], "duration": "4s"}
-        ],
+        "faults": [{"name": "eu-dark", "type": "blackhole", "regions": ["eu"], "duration": "4s"}],
         "slos": [{"name": "errors", "type": "errorRate", "max": 1}],
     }
     body.update(spec)
-    return {"apiVersion": "chaosaa.io/v1alpha1", "kind": "GameDay", "metadata": {"name": name}, "spec": body}
+    return {
+        "apiVersion": "chaosaa.io/v1alpha1",
+        "kind": "GameDay",
+        "metadata": {"name": name},
+        "spec": body,
+    }
 
 
 def write(tmp_path: Path, doc: dict[str, Any]) -> Path:
@@ -46,9 +49,18 @@ def write(tmp_path: Path, doc: dict[str, Any]) -> Path:
 
 def start_run(lab: Lab, path: Path, reports: Path, *extra: str) -> subprocess.Popen[str]:
     cmd = [
-        sys.executable, "-m", "chaosaa.cli.main", "run", str(path),
-        "--lab-state", str(lab.state_dir), "--no-ephemeral-lab",
-        "--report-dir", str(reports), "--plain", *extra,
+        sys.executable,
+        "-m",
+        "chaosaa.cli.main",
+        "run",
+        str(path),
+        "--lab-state",
+        str(lab.state_dir),
+        "--no-ephemeral-lab",
+        "--report-dir",
+        str(reports),
+        "--plain",
+        *extra,
     ]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
@@ -88,7 +100,9 @@ def test_fault_is_reverted_when_every_slo_passes(clean_lab: Lab, tmp_path: Path)
 
 
 def test_fault_is_reverted_when_an_slo_fails(clean_lab: Lab, tmp_path: Path) -> None:
-    doc = gameday("slo-fails", slos=[{"name": "fast", "type": "failoverTime", "max": "1ms", "sustain": "1s"}])
+    doc = gameday(
+        "slo-fails", slos=[{"name": "fast", "type": "failoverTime", "max": "1ms", "sustain": "1s"}]
+    )
     code, out = run_to_end(clean_lab, write(tmp_path, doc), tmp_path / "r")
     assert code == 1, out
     rep = report(tmp_path / "r")
@@ -153,7 +167,13 @@ def test_blackhole_reverts_itself_when_runner_is_killed(clean_lab: Lab, tmp_path
     doc = gameday(
         "killed",
         faults=[
-            {"name": "eu-dark", "type": "blackhole", "regions": ["eu"], "duration": "120s", "ttl": f"{ttl:g}s"}
+            {
+                "name": "eu-dark",
+                "type": "blackhole",
+                "regions": ["eu"],
+                "duration": "120s",
+                "ttl": f"{ttl:g}s",
+            }
         ],
     )
     proc = start_run(clean_lab, write(tmp_path, doc), tmp_path / "r")
@@ -217,12 +237,20 @@ async def test_faults_are_reverted_when_an_exception_is_raised_in_observe(clean_
         "exploding",
         faults=[
             {"name": "first", "type": "blackhole", "regions": ["eu"], "duration": "30s"},
-            {"name": "second", "type": "latency", "links": [["us", "ap"]], "delay": "50ms",
-             "after": "2s", "duration": "30s"},
+            {
+                "name": "second",
+                "type": "latency",
+                "links": [["us", "ap"]],
+                "delay": "50ms",
+                "after": "2s",
+                "duration": "30s",
+            },
         ],
     )
     gd = validate_gameday(doc, "exploding.yaml")
-    options = TargetOptions(run_id="exploding-1", state_dir=str(clean_lab.state_dir), ephemeral=False)
+    options = TargetOptions(
+        run_id="exploding-1", state_dir=str(clean_lab.state_dir), ephemeral=False
+    )
     run = Run(gd, options, target=ExplodingTarget(gd.spec.target, options))
     outcome = await run.execute()
     assert outcome.exit_code == 4
@@ -241,9 +269,22 @@ def test_prometheus_unreachable_is_exit_4_with_one_line_reason(tmp_path: Path) -
     )
     state = tmp_path / "lab"
     proc = subprocess.run(
-        [sys.executable, "-m", "chaosaa.cli.main", "run", str(write(tmp_path, doc)),
-         "--lab-state", str(state), "--report-dir", str(tmp_path / "r"), "--plain"],
-        capture_output=True, text=True, timeout=60, env={**os.environ},
+        [
+            sys.executable,
+            "-m",
+            "chaosaa.cli.main",
+            "run",
+            str(write(tmp_path, doc)),
+            "--lab-state",
+            str(state),
+            "--report-dir",
+            str(tmp_path / "r"),
+            "--plain",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ},
     )
     assert proc.returncode == 4, proc.stderr
     rep = report(tmp_path / "r")

@@ -1005,3 +1005,39 @@ class ControlPlanes:
     def processes(self) -> Iterator[Process]:
         for cp in self.regions.values():
             yield from cp.processes.values()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m tests.k8s.controlplane [REGION...]``: run the control planes until Ctrl-C.
+
+    For poking at them by hand with the kubectl that hack/k8s-bin built.
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("regions", nargs="*", default=list(DEFAULT_REGIONS))
+    parser.add_argument("--nodes", type=int, default=3, help="fake nodes per region")
+    args = parser.parse_args(argv)
+    bin_dir = find_bin_dir()
+    if absent := missing_binaries(bin_dir):
+        print(f"missing in {bin_dir}: {', '.join(absent)}; run hack/k8s-bin")
+        return 2
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    with ControlPlanes(bin_dir, args.regions, nodes_per_region=args.nodes) as planes:
+        assert planes.startup is not None
+        print(
+            f"started {', '.join(planes.regions)} in {planes.startup.total:.1f}s\n"
+            f"export KUBECONFIG={planes.kubeconfig}\n"
+            f"export PATH={bin_dir}:$PATH\n"
+            f"kubectl --context {planes.context(args.regions[0])} get nodes -L {REGION_LABEL}\n"
+            "Ctrl-C stops everything.",
+            flush=True,
+        )
+        stop.wait()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

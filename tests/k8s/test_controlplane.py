@@ -39,6 +39,24 @@ def eventually(what: str, fn: Callable[[], T | None], timeout: float = 60.0) -> 
         time.sleep(0.25)
 
 
+def ready_endpoints(api: k8s.ApiClient, namespace: str, service: str) -> list[str]:
+    """Addresses of the ready endpoints of ``service`` (from its EndpointSlices)."""
+    slices = (
+        k8s.DiscoveryV1Api(api)
+        .list_namespaced_endpoint_slice(
+            namespace, label_selector=f"kubernetes.io/service-name={service}"
+        )
+        .items
+    )
+    return [
+        a
+        for s in slices
+        for e in s.endpoints or []
+        if e.conditions and e.conditions.ready
+        for a in e.addresses
+    ]
+
+
 def deployment(name: str, replicas: int) -> k8s.V1Deployment:
     labels = {"app": name}
     return k8s.V1Deployment(
@@ -154,24 +172,12 @@ def test_service_gets_endpoints_from_running_pods(
         ),
     )
 
-    def ready_addresses() -> list[str] | None:
-        slices = (
-            k8s.DiscoveryV1Api(api)
-            .list_namespaced_endpoint_slice(
-                k8s_namespace, label_selector="kubernetes.io/service-name=db"
-            )
-            .items
-        )
-        addresses = [
-            a
-            for s in slices
-            for e in s.endpoints or []
-            if e.conditions and e.conditions.ready
-            for a in e.addresses
-        ]
+    def two_ready() -> list[str] | None:
+        addresses = ready_endpoints(api, k8s_namespace, "db")
         return addresses if len(addresses) == 2 else None
 
-    eventually("2 ready endpoints for service db", ready_addresses)
+    addresses = eventually("2 ready endpoints for service db", two_ready)
+    assert all(ipaddress.ip_address(a) in POD_SUPERNET for a in addresses)
 
 
 def test_apiserver_proxy_to_pods_and_services_stays_on_this_machine(
@@ -187,17 +193,10 @@ def test_apiserver_proxy_to_pods_and_services_stays_on_this_machine(
             spec=k8s.V1ServiceSpec(selector={"app": "web"}, ports=[k8s.V1ServicePort(port=80)]),
         ),
     )
-    pod = eventually(
-        "a running web pod",
-        lambda: next(
-            (
-                p
-                for p in core.list_namespaced_pod(k8s_namespace, label_selector="app=web").items
-                if p.status.pod_ip
-            ),
-            None,
-        ),
+    eventually(
+        "a ready endpoint for service web", lambda: ready_endpoints(api, k8s_namespace, "web")
     )
+    pod = core.list_namespaced_pod(k8s_namespace, label_selector="app=web").items[0]
     # The apiserver would dial the pod IP (198.18.x.y) here; its HTTPS_PROXY sends the
     # attempt to a closed loopback port instead, so nothing leaves the machine.
     proxies: list[Callable[[], object]] = [

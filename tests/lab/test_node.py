@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from tests.lab.conftest import Lab, call, metric, request, scrape, wait_until
+from tests.lab.fixtures import Lab, call, metric, request, scrape, wait_until
 
 pytestmark = pytest.mark.lab
 

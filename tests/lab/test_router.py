@@ -18,7 +18,7 @@ import pytest
 from aiohttp import web
 
 from chaosaa.lab.router import HealthPolicy, Router
-from tests.lab.conftest import Lab, request, wait_until
+from tests.lab.fixtures import Lab, request, wait_until
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(60)]
 

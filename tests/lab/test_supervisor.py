@@ -17,22 +17,55 @@ import pytest
 
 from chaosaa.lab import control
 from tests.conftest import require_binary
-from tests.lab.conftest import Lab, call, processes_mentioning, request, wait_until
+from tests.lab.fixtures import Lab, call, processes_mentioning, request, wait_until
 
 pytestmark = pytest.mark.lab
 
 CLI = [sys.executable, "-m", "chaosaa.cli.lab"]
 
 
-def _listening_ports() -> set[int]:
-    ports = set()
+def _listeners() -> dict[int, set[str]]:
+    """Listening TCP port -> socket inodes, from /proc/net/tcp{,6}."""
+    out: dict[int, set[str]] = {}
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         with open(table) as f:
             for line in f.readlines()[1:]:
                 fields = line.split()
                 if fields[3] == "0A":  # LISTEN
-                    ports.add(int(fields[1].rsplit(":", 1)[1], 16))
-    return ports
+                    out.setdefault(int(fields[1].rsplit(":", 1)[1], 16), set()).add(fields[9])
+    return out
+
+
+def _listening_ports() -> set[int]:
+    return set(_listeners())
+
+
+def _owners(inodes: set[str]) -> set[int]:
+    wanted = {f"socket:[{i}]" for i in inodes}
+    pids = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fds = os.listdir(f"/proc/{entry}/fd")
+            if any(os.readlink(f"/proc/{entry}/fd/{fd}") in wanted for fd in fds):
+                pids.add(int(entry))
+        except OSError:
+            continue
+    return pids
+
+
+def _leaked_ports(ports: set[int], ours: set[int], state: Path) -> set[int]:
+    """Our ports still listening in one of our processes or in any process of this lab.
+    (Another lab on this machine may legitimately re-bind a freed ephemeral port.)"""
+    listeners = _listeners()
+    lab_pids = ours | set(processes_mentioning(str(state)))
+    leaked = set()
+    for port in ports & set(listeners):
+        owners = _owners(listeners[port])
+        if not owners or owners & lab_pids:
+            leaked.add(port)
+    return leaked
 
 
 def _ports_of(status: dict[str, Any]) -> set[int]:
@@ -232,7 +265,8 @@ def test_up_then_down_leaves_no_process_port_or_lock(tmp_path: Path) -> None:
         assert set(status["regions"]) == {"us", "eu"}
         ports = _ports_of(status)
         assert ports <= _listening_ports()
-        assert len(processes_mentioning(str(state))) >= 6  # supervisor, 2 nodes, ...
+        ours = set(processes_mentioning(str(state)))
+        assert len(ours) >= 6  # supervisor, 2 nodes, router, proxy, prometheus
         again = subprocess.run(
             [*CLI, "up", "--regions", "us,eu", "--state-dir", str(state)],
             capture_output=True,
@@ -246,7 +280,7 @@ def test_up_then_down_leaves_no_process_port_or_lock(tmp_path: Path) -> None:
         )
     assert down.returncode == 0, down.stderr
     assert processes_mentioning(str(state)) == []
-    assert not (ports & _listening_ports())
+    assert _leaked_ports(ports, ours, state) == set()
     assert not (state / "lab.lock").exists() and not (state / "lab.json").exists()
     gone = subprocess.run(
         [*CLI, "status", "--state-dir", str(state)], capture_output=True, text=True, timeout=30
@@ -282,10 +316,13 @@ def test_children_die_with_a_killed_supervisor(tmp_path: Path) -> None:
     state = tmp_path / "killed"
     status = control.up(["solo"], state, timeout=90)
     try:
-        assert len(processes_mentioning(str(state))) >= 4  # supervisor, node, router, proxy
+        ours = set(processes_mentioning(str(state)))
+        assert len(ours) >= 5  # supervisor, node, router, proxy, prometheus
         os.kill(status["pid"], signal.SIGKILL)
         wait_until(lambda: processes_mentioning(str(state)) == [], 10, what="children gone")
-        assert not (_ports_of(status) & _listening_ports())
+        # A dying process loses its command line before its sockets: poll the ports too.
+        ports = _ports_of(status)
+        wait_until(lambda: not _leaked_ports(ports, ours, state), 5, what="ports closed")
     finally:
         control.down(state)  # reaps the supervisor and removes the stale files
     assert not (state / "lab.json").exists() and not (state / "lab.lock").exists()

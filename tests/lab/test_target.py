@@ -16,7 +16,7 @@ from chaosaa.spec.model import Target as TargetSpec
 from chaosaa.targets.base import TargetOptions, target_for
 from chaosaa.targets.lab import LabTarget, fault_body
 from tests.conftest import require_binary
-from tests.lab.conftest import Lab, call, processes_mentioning
+from tests.lab.fixtures import Lab, call, processes_mentioning
 
 pytestmark = pytest.mark.lab
 

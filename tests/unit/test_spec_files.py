@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -80,9 +81,20 @@ def test_run_of_an_invalid_file_touches_nothing(tmp_path: Path) -> None:
     reports = tmp_path / "reports"
     for path in INVALID[:5]:
         proc = subprocess.run(
-            [sys.executable, "-m", "chaosaa.cli.main", "run", str(path),
-             "--lab-state", str(state), "--report-dir", str(reports)],
-            capture_output=True, text=True, timeout=60,
+            [
+                sys.executable,
+                "-m",
+                "chaosaa.cli.main",
+                "run",
+                str(path),
+                "--lab-state",
+                str(state),
+                "--report-dir",
+                str(reports),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
             env={**os.environ, "CHAOSAA_LAB_STATE": str(state)},
         )
         assert proc.returncode == 2, proc.stderr
@@ -93,8 +105,9 @@ def test_run_of_an_invalid_file_touches_nothing(tmp_path: Path) -> None:
 
 yaml_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=12), children, max_size=5),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=5)
+    ),
     max_leaves=30,
 )
 
@@ -112,10 +125,8 @@ def test_arbitrary_yaml_never_raises_anything_but_spec_error(doc: object) -> Non
 @settings(max_examples=300, deadline=None)
 @given(text=st.text(max_size=300))
 def test_arbitrary_text_never_raises_anything_but_spec_error(text: str) -> None:
-    try:
+    with contextlib.suppress(SpecError):
         load_gameday_text(text, "fuzz.yaml")
-    except SpecError:
-        pass
 
 
 @settings(max_examples=200, deadline=None)
@@ -127,11 +138,14 @@ def test_arbitrary_text_never_raises_anything_but_spec_error(text: str) -> None:
     )
 )
 def test_arbitrary_spec_bodies_never_crash(spec: dict[str, object]) -> None:
-    doc = {"apiVersion": "chaosaa.io/v1alpha1", "kind": "GameDay", "metadata": {"name": "x"}, "spec": spec}
-    try:
+    doc = {
+        "apiVersion": "chaosaa.io/v1alpha1",
+        "kind": "GameDay",
+        "metadata": {"name": "x"},
+        "spec": spec,
+    }
+    with contextlib.suppress(SpecError):
         load_gameday_text(yaml.safe_dump(doc), "fuzz.yaml")
-    except SpecError:
-        pass
 
 
 def test_gameday_reference_doc_is_generated_from_the_models() -> None:
@@ -139,5 +153,6 @@ def test_gameday_reference_doc_is_generated_from_the_models() -> None:
 
     doc = Path(__file__).parent.parent.parent / "docs" / "gameday-reference.md"
     assert doc.read_text() == render_reference(), (
-        "docs/gameday-reference.md is stale: python -m chaosaa.spec.reference > docs/gameday-reference.md"
+        "docs/gameday-reference.md is stale: "
+        "python -m chaosaa.spec.reference > docs/gameday-reference.md"
     )

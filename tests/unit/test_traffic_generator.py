@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import socket
 import statistics
 import time
@@ -10,7 +11,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from chaosaa.model import Sample
+from chaosaa.spec.model import Traffic
 from chaosaa.traffic import ERROR_CLASSES, TrafficGenerator, parse_write_value
+from chaosaa.traffic.recording import RegionTable, SampleLog
 from tests.traffic.service import SwitchableService
 
 pytestmark = pytest.mark.timeout(60)
@@ -221,3 +225,27 @@ def test_invalid_settings_are_refused() -> None:
         generator("http://127.0.0.1:1", rate=0)
     with pytest.raises(ValueError):
         generator(None, region_urls={"us": "http://127.0.0.1:1"})  # no URL for eu
+
+
+def test_from_spec_defaults_homes_to_every_region() -> None:
+    traffic = Traffic(rate=20, write_ratio=0.5, timeout="500ms", keys=7)
+    gen = TrafficGenerator.from_spec(
+        traffic, "http://127.0.0.1:1", regions=["us", "eu", "ap"], run_id="r"
+    )
+    assert (gen.rate, gen.write_ratio, gen.timeout, gen.keys) == (20, 0.5, 0.5, 7)
+    assert gen.homes == ["us", "eu", "ap"]
+    assert gen.max_in_flight >= 20
+
+
+def test_the_compact_log_gives_back_what_was_recorded() -> None:
+    regions = RegionTable(["us"])
+    log = SampleLog(regions)
+    log.append(2.0, 0.1, 0.001, 200, regions.index("eu"), regions.index("us"), True, None)
+    log.append(1.0, 0.0, math.nan, 0, 0, regions.index("us"), False, "overload")
+    assert log.samples() == [
+        Sample(1.0, 0.0, 0, None, "us", False, "overload"),
+        Sample(2.0, 0.1, 200, "eu", "us", True, None),
+    ]
+    assert log.send_errors() == [0.001]
+    assert parse_write_value("run-1:a:42") == ("run-1:a", 42)
+    assert parse_write_value("someone else's value") is None

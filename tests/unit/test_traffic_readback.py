@@ -117,3 +117,19 @@ async def test_canary_lag_measures_replication_delay_per_target(
     assert lags["ap"] is None
     assert lags["eu"] is not None and 0.18 <= lags["eu"] < 0.5
     assert not any(k.startswith("chaosaa-canary-") for k in us.store)  # cleaned up
+
+
+async def test_wait_converged_counts_an_unreadable_region_as_divergent(
+    regions: dict[str, SwitchableService],
+) -> None:
+    for svc in regions.values():
+        svc.store["k1"] = "r:1"
+    regions["ap"].switch("hang")
+
+    result = await wait_converged(
+        urls(regions), ["k1"], timeout=0.3, interval=0.1, request_timeout=0.2
+    )
+
+    assert result.divergent == ["k1"]
+    assert result.unreadable == {"ap": ["k1"]}
+    assert result.elapsed < 2.0

@@ -3,7 +3,7 @@
 ``lab`` is one lab for the whole session (started in a temporary state directory, torn
 down at the end); ``clean_lab`` reverts every fault and waits until the router routes
 every home region to itself again, so each test starts from a healthy steady state.
-Other test packages can reuse them with ``pytest_plugins = ["tests.lab.conftest"]``.
+They are registered for every test package by ``pytest_plugins`` in ``tests/conftest.py``.
 """
 
 from __future__ import annotations

@@ -1,0 +1,139 @@
+"""``chaosaa kind up|down``: kind clusters per region with the demo (DESIGN.md section 8)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.text import Text
+
+from chaosaa.errors import ChaosaaError
+from chaosaa.kindsetup.runner import DryRunRunner, Runner, SubprocessRunner
+from chaosaa.kindsetup.setup import KindSetup
+from chaosaa.kindsetup.topology import DEFAULT_REGIONS, load_topology
+
+console = Console(stderr=True)
+
+_ROOT_HELP = "Repository root: holds kind-configs/ and deploy/ [default: .]."
+_STATE_HELP = "Where the target file and rendered manifests go [default: ROOT/.chaosaa]."
+
+
+def _fail(exc: ChaosaaError) -> None:
+    console.print(Text.assemble(("error: ", "bold red"), str(exc)), soft_wrap=True)
+    sys.exit(int(exc.exit_code))
+
+
+def _setup(root: Path, state_dir: Path | None, regions: str, dry_run: bool) -> KindSetup:
+    names = tuple(r.strip() for r in regions.split(",") if r.strip())
+    topology = load_topology(root, names)
+    runner: Runner = (
+        DryRunRunner(echo=lambda cmd: click.echo(f"$ {cmd}")) if dry_run else SubprocessRunner()
+    )
+    step = 0
+
+    def progress(message: str) -> None:
+        nonlocal step
+        step += 1
+        if dry_run:
+            click.echo(f"# {message}")
+        else:
+            console.print(f"[dim]{step:>2}.[/] {escape(message)}", soft_wrap=True)
+
+    return KindSetup(
+        root=root,
+        topology=topology,
+        runner=runner,
+        state_dir=state_dir or root / ".chaosaa",
+        progress=progress,
+    )
+
+
+_options = [
+    click.option(
+        "--root",
+        type=click.Path(file_okay=False, exists=True, path_type=Path),
+        default=Path("."),
+        help=_ROOT_HELP,
+    ),
+    click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), help=_STATE_HELP),
+    click.option(
+        "--regions",
+        default=",".join(DEFAULT_REGIONS),
+        show_default=True,
+        help="Regions, each with kind-configs/<region>.yaml; the first is the hub.",
+    ),
+    click.option("--dry-run", is_flag=True, help="Print the commands; run and write nothing."),
+]
+
+
+def _with_options(fn: click.decorators.FC) -> click.decorators.FC:
+    for option in reversed(_options):
+        fn = option(fn)
+    return fn
+
+
+@click.group()
+def kind() -> None:
+    """kind clusters, one per region, running the demo (needs Docker, kind, kubectl).
+
+    \b
+    Example:
+      chaosaa kind up                                   # ~5 min: 3 clusters + the demo
+      chaosaa validate .chaosaa/kind-target.yaml
+      chaosaa run experiments/kind/region-down.yaml --report-dir out
+      chaosaa kind down
+
+    Step by step, ports and routes: docs/kind.md.
+    """
+
+
+@kind.command()
+@_with_options
+def up(root: Path, state_dir: Path | None, regions: str, dry_run: bool) -> None:
+    """Create the clusters, build and load the demo image, deploy, wait, write the target file.
+
+    Preflight first: the Docker engine must run, kind and kubectl must be on PATH, no
+    cluster of ours may exist and the host ports must be free; otherwise exit 4 with
+    every problem listed and nothing touched. Clusters come from kind-configs/; the
+    hub (first region) also runs the router (http://127.0.0.1:20080) and Prometheus
+    (http://127.0.0.1:20090). Writes STATE_DIR/kind-target.yaml.
+
+    \b
+    Examples:
+      chaosaa kind up
+      chaosaa kind up --dry-run            # print every command
+    """
+    try:
+        setup = _setup(root, state_dir, regions, dry_run)
+        path = setup.up()
+    except ChaosaaError as exc:
+        _fail(exc)
+        return
+    if not dry_run:
+        topo = setup.topology
+        console.print(f"[green]✓[/] kind clusters ready; target file: {path}")
+        console.print(f"  router      {topo.router_url}")
+        console.print(f"  prometheus  {topo.prometheus_url}")
+        for rc in topo.regions:
+            console.print(f"  {rc.region:<11} {rc.endpoint}  (context {rc.context})")
+
+
+@kind.command()
+@_with_options
+def down(root: Path, state_dir: Path | None, regions: str, dry_run: bool) -> None:
+    """Delete the clusters, the target file and the rendered manifests.
+
+    \b
+    Example:
+      chaosaa kind down
+    """
+    try:
+        _setup(root, state_dir, regions, dry_run).down()
+    except ChaosaaError as exc:
+        _fail(exc)
+        return
+    if not dry_run:
+        console.print("[green]✓[/] kind clusters deleted")

@@ -1,1 +1,0 @@
-from tests.lab.conftest import clean_lab, lab  # noqa: F401

@@ -117,7 +117,9 @@ class Prometheus(Model):
 
 
 class Traffic(Model):
-    rate: float = Field(50, gt=0, le=20000, description="requests per second, open loop")
+    rate: float = Field(
+        50, gt=0, le=3000, description="requests per second, open loop (one process: <= 3000)"
+    )
     write_ratio: float = Field(0.3, ge=0, le=1, description="share of requests that are writes")
     duration: Duration | Literal["auto"] = Field(
         "auto", description="auto covers warm-up + faults + recovery"

@@ -28,7 +28,43 @@ def fail(exc: ChaosaaError) -> NoReturn:
     sys.exit(int(exc.exit_code))
 
 
-@click.group(context_settings=CONTEXT)
+#: commands that live in their own modules, imported only when used (fast cold start)
+LAZY_COMMANDS = {
+    "lab": "chaosaa.cli.lab:lab",
+    "report": "chaosaa.cli.report:report",
+    "kind": "chaosaa.cli.kind:kind",
+    "agent": "chaosaa.cli.agent:agent",
+    "operator": "chaosaa.cli.operator:operator",
+    "crd": "chaosaa.cli.crd:crd",
+    "gameday": "chaosaa.cli.gameday:gameday",
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose heavier commands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        names = set(super().list_commands(ctx))
+        names |= {n for n in LAZY_COMMANDS if self.get_command(ctx, n) is not None}
+        return sorted(names)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.commands or cmd_name not in LAZY_COMMANDS:
+            return super().get_command(ctx, cmd_name)
+        import importlib
+
+        module, attr = LAZY_COMMANDS[cmd_name].split(":")
+        try:
+            command: click.Command = getattr(importlib.import_module(module), attr)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+            return None  # not part of this build
+        self.add_command(command, cmd_name)
+        return command
+
+
+@click.group(cls=LazyGroup, context_settings=CONTEXT)
 @click.version_option(__version__, prog_name="chaosaa")
 @click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
 def cli(verbose: int) -> None:
@@ -252,28 +288,7 @@ def rollback(
     sys.exit(code)
 
 
-def _register_optional() -> None:
-    """Commands that live in their own modules (lab, report, operator, ...)."""
-    import importlib
-
-    for module, name in (
-        ("chaosaa.cli.lab", "lab"),
-        ("chaosaa.cli.report", "report"),
-        ("chaosaa.cli.kind", "kind"),
-        ("chaosaa.cli.agent", "agent"),
-        ("chaosaa.cli.operator", "operator"),
-        ("chaosaa.cli.crd", "crd"),
-        ("chaosaa.cli.gameday", "gameday"),
-    ):
-        try:
-            cli.add_command(getattr(importlib.import_module(module), name))
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
-
-
 def main() -> None:
-    _register_optional()
     try:
         cli.main(prog_name="chaosaa")
     except ChaosaaError as exc:

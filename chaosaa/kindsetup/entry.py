@@ -7,8 +7,8 @@ address, adds the socket's ``fd`` to the config from the ConfigMap, and ``exec``
 lab's own command line (``python -m chaosaa.lab.node --config FILE``). The demo code in
 the container is exactly the lab's.
 
-    python -m chaosaa.kindsetup.entry node   --config /etc/chaosaa/node.json   [--listen 0.0.0.0:8080]
-    python -m chaosaa.kindsetup.entry router --config /etc/chaosaa/router.json [--listen 0.0.0.0:8080]
+    python -m chaosaa.kindsetup.entry node --config /etc/chaosaa/node.json [--listen HOST:PORT]
+    python -m chaosaa.kindsetup.entry router --config /etc/chaosaa/router.json [--listen ...]
 """
 
 from __future__ import annotations

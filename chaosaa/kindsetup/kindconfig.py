@@ -10,6 +10,7 @@ bridge or kind's default subnets, distinct host ports, region and zone labels.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import re
 from collections.abc import Iterable, Mapping
@@ -110,7 +111,7 @@ class Cluster(_Strict):
     api_version: Literal["kind.x-k8s.io/v1alpha4"] = Field(alias="apiVersion")
     name: str = ""
     nodes: list[Node] = Field(default_factory=lambda: [Node()])
-    networking: Networking = Field(default_factory=Networking)  # type: ignore[arg-type]
+    networking: Networking = Field(default_factory=Networking)
     feature_gates: dict[str, bool] = Field(default_factory=dict, alias="featureGates")
     runtime_config: dict[str, str] = Field(default_factory=dict, alias="runtimeConfig")
     kubeadm_config_patches: list[str] = Field(default_factory=list, alias="kubeadmConfigPatches")
@@ -213,10 +214,8 @@ def cross_region_problems(clusters: Mapping[str, Cluster], sources: Mapping[str,
         if net.disable_default_cni:
             out.append(f"{src}: networking.disableDefaultCNI: the setup relies on kindnet")
         for field, value in (("podSubnet", net.pod_subnet), ("serviceSubnet", net.service_subnet)):
-            try:
+            with contextlib.suppress(ValueError):  # reported by kind_problems
                 subnets.append((f"{src}: networking.{field}", value, ipaddress.ip_network(value)))
-            except ValueError:
-                pass  # reported by kind_problems
         ports = [("networking.apiServerPort", net.api_server_port)] + [
             (f"nodes[{i}].extraPortMappings", pm.host_port)
             for i, n in enumerate(c.nodes)

@@ -237,7 +237,8 @@ class KindSetup:
         return out
 
     def _node_ips(self, rc: RegionCluster) -> list[str]:
-        fmt = f'{{{{with index .NetworkSettings.Networks "{self.network}"}}}}{{{{.IPAddress}}}}{{{{end}}}}'
+        network = f'index .NetworkSettings.Networks "{self.network}"'
+        fmt = f"{{{{with {network}}}}}{{{{.IPAddress}}}}{{{{end}}}}"
         result = self._run(
             ["docker", "inspect", "--format", fmt, *rc.node_names], self.timeouts.quick
         )

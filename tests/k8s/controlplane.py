@@ -26,6 +26,7 @@ import datetime as dt
 import ipaddress
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -120,20 +121,43 @@ def missing_binaries(bin_dir: Path) -> list[str]:
 # --- ports -----------------------------------------------------------------------------
 
 
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct free TCP ports on 127.0.0.1.
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
 
-    All sockets stay bound until every port is picked, so one call never returns the same
-    port twice; the kernel does not hand a just-closed ephemeral port out again at once,
-    which keeps the gap until etcd/apiserver bind it small in practice.
+
+# Where listen ports are picked: below the kernel's ephemeral range, so no outgoing
+# connection (ours between regions, or anyone's on this shared machine) can take a port
+# between the moment we pick it and the moment etcd/kube-apiserver bind it.
+PORT_RANGE = (20000, 32000)
+
+
+def free_ports(count: int, rng: random.Random | None = None) -> list[int]:
+    """``count`` distinct TCP ports on 127.0.0.1 that are free right now.
+
+    Picked at random from PORT_RANGE (outside the ephemeral range) and checked by binding;
+    all stay bound until every one is picked, so one call never repeats a port.
     """
+    rng = rng or random.Random()
+    low, high = PORT_RANGE
+    eph_low, eph_high = _ephemeral_range()
+    candidates = [p for p in range(low, high) if not eph_low <= p <= eph_high]
+    rng.shuffle(candidates)
     with contextlib.ExitStack() as stack:
-        ports = []
-        for _ in range(count):
-            s = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-            s.bind((LOOPBACK, 0))
-            ports.append(s.getsockname()[1])
-        return ports
+        ports: list[int] = []
+        for port in candidates:
+            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            try:
+                sock.bind((LOOPBACK, port))
+            except OSError:
+                continue
+            ports.append(port)
+            if len(ports) == count:
+                return ports
+    raise ControlPlaneError(f"no {count} free ports in {PORT_RANGE}")
 
 
 # --- PKI -------------------------------------------------------------------------------
@@ -718,23 +742,27 @@ class ControlPlanes:
         self.keep = keep
         self.start_timeout = start_timeout
         self.kubeconfig = self.base_dir / "kubeconfig"
+        self.nodes_per_region = nodes_per_region
+        self.regions: dict[str, RegionControlPlane] = self._layout(regions)
+        self._clients: list[k8s.ApiClient] = []
+        self._lock = threading.Lock()
+        self.startup: Startup | None = None
+
+    def _layout(self, regions: Sequence[str]) -> dict[str, RegionControlPlane]:
         ports = free_ports(3 * len(regions))
-        self.regions: dict[str, RegionControlPlane] = {
+        return {
             name: RegionControlPlane(
                 region=name,
                 index=i,
                 root=self.base_dir / name,
-                bin_dir=bin_dir,
-                nodes=nodes_per_region,
+                bin_dir=self.bin_dir,
+                nodes=self.nodes_per_region,
                 etcd_client_port=ports[3 * i],
                 etcd_peer_port=ports[3 * i + 1],
                 apiserver_port=ports[3 * i + 2],
             )
             for i, name in enumerate(regions)
         }
-        self._clients: list[k8s.ApiClient] = []
-        self._lock = threading.Lock()
-        self.startup: Startup | None = None
 
     def __enter__(self) -> ControlPlanes:
         self.start()
@@ -846,7 +874,29 @@ class ControlPlanes:
             for fut in [pool.submit(fn, cp) for cp in self.regions.values()]:
                 fut.result()
 
-    def start(self) -> Startup:
+    def start(self, attempts: int = 3) -> Startup:
+        """Start every region; on a port conflict, start over on fresh ports.
+
+        Ports are checked free when picked, but on a shared machine another process can
+        still bind one before etcd or kube-apiserver does.
+        """
+        for attempt in range(1, attempts + 1):
+            try:
+                return self._start_once()
+            except ControlPlaneError as exc:
+                if "address already in use" not in str(exc) or attempt == attempts:
+                    self.stop()
+                    raise
+                self._stop_processes()
+                for cp in self.regions.values():
+                    shutil.rmtree(cp.root, ignore_errors=True)
+                self.regions = self._layout(list(self.regions))
+            except BaseException:
+                self.stop()
+                raise
+        raise AssertionError("unreachable")
+
+    def _start_once(self) -> Startup:
         """Start every region in lock-step phases; waits happen in parallel threads.
 
         Processes are spawned only from the calling thread (see _SETPRIV); per phase the
@@ -862,48 +912,44 @@ class ControlPlanes:
             phases[phase] = round(now - t, 2)
             t = now
 
-        try:
-            self._parallel(RegionControlPlane.prepare)
-            self._write_kubeconfig()
-            mark("pki")
+        self._parallel(RegionControlPlane.prepare)
+        self._write_kubeconfig()
+        mark("pki")
 
-            for cp in self.regions.values():
-                cp.etcd().start()
-            self._parallel(
-                lambda cp: _poll(
-                    f"{cp.region} etcd",
-                    cp.etcd_healthy,
-                    deadline=deadline,
-                    watch=[cp.processes["etcd"]],
-                )
+        for cp in self.regions.values():
+            cp.etcd().start()
+        self._parallel(
+            lambda cp: _poll(
+                f"{cp.region} etcd",
+                cp.etcd_healthy,
+                deadline=deadline,
+                watch=[cp.processes["etcd"]],
             )
-            mark("etcd")
+        )
+        mark("etcd")
 
-            for cp in self.regions.values():
-                cp.apiserver().start()
+        for cp in self.regions.values():
+            cp.apiserver().start()
 
-            def wait_apiserver(cp: RegionControlPlane) -> None:
-                ctx = cp.ssl_context()
-                _poll(
-                    f"{cp.region} kube-apiserver /readyz",
-                    lambda: cp.apiserver_ready(ctx),
-                    deadline=deadline,
-                    watch=[cp.processes["etcd"], cp.processes["kube-apiserver"]],
-                    interval=0.2,
-                )
+        def wait_apiserver(cp: RegionControlPlane) -> None:
+            ctx = cp.ssl_context()
+            _poll(
+                f"{cp.region} kube-apiserver /readyz",
+                lambda: cp.apiserver_ready(ctx),
+                deadline=deadline,
+                watch=[cp.processes["etcd"], cp.processes["kube-apiserver"]],
+                interval=0.2,
+            )
 
-            self._parallel(wait_apiserver)
-            mark("apiserver")
+        self._parallel(wait_apiserver)
+        mark("apiserver")
 
-            for cp in self.regions.values():
-                cp.controller_manager().start()
-                cp.scheduler().start()
-                cp.kwok().start()
-            self._parallel(lambda cp: self._wait_cluster(cp, deadline))
-            mark("controllers+nodes")
-        except BaseException:
-            self.stop()
-            raise
+        for cp in self.regions.values():
+            cp.controller_manager().start()
+            cp.scheduler().start()
+            cp.kwok().start()
+        self._parallel(lambda cp: self._wait_cluster(cp, deadline))
+        mark("controllers+nodes")
         self.startup = Startup(phases)
         return self.startup
 
@@ -985,14 +1031,17 @@ class ControlPlanes:
                 found.append((int(entry.name), cmdline.strip()))
         return found
 
-    def stop(self) -> None:
-        """Stop every process, verify none is left, then remove the files (unless keep)."""
+    def _stop_processes(self) -> None:
         with self._lock:
             clients, self._clients = self._clients, []
         for c in clients:
             c.close()  # type: ignore[no-untyped-call]
         with ThreadPoolExecutor(max_workers=len(self.regions)) as pool:
             list(pool.map(RegionControlPlane.stop, self.regions.values()))
+
+    def stop(self) -> None:
+        """Stop every process, verify none is left, then remove the files (unless keep)."""
+        self._stop_processes()
         leftovers = self.leftover_processes()
         for pid, _ in leftovers:
             with contextlib.suppress(ProcessLookupError):

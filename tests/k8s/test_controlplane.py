@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +15,7 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
+from tests.k8s import controlplane
 from tests.k8s.controlplane import (
     POD_SUPERNET,
     REGION_LABEL,
@@ -339,3 +341,32 @@ def test_stop_leaves_no_process_and_no_files(k8s_bin_dir: Path) -> None:
     assert not planes.base_dir.exists()
     for pid in pids:
         assert not Path(f"/proc/{pid}").exists()
+
+
+@pytest.mark.timeout(180)
+def test_start_moves_to_fresh_ports_when_one_was_taken_meanwhile(
+    k8s_bin_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_free_ports = controlplane.free_ports
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        taken = squatter.getsockname()[1]
+        calls: list[list[int]] = []
+
+        def free_ports(count: int) -> list[int]:
+            # The first layout gets etcd's client port stolen before etcd binds it.
+            ports = real_free_ports(count)
+            if not calls:
+                ports[0] = taken
+            calls.append(ports)
+            return ports
+
+        monkeypatch.setattr(controlplane, "free_ports", free_ports)
+        planes = ControlPlanes(k8s_bin_dir, ["solo"], nodes_per_region=1)
+        try:
+            planes.start()
+            assert len(calls) == 2
+            assert planes.regions["solo"].etcd_client_port != taken
+        finally:
+            planes.stop()

@@ -108,3 +108,25 @@ def run_kindcheck(binary: Path, *files: Path) -> list[dict[str, object]]:
     if proc.returncode not in (0, 1):
         raise RuntimeError(f"kindcheck failed ({proc.returncode}): {proc.stderr}")
     return [json.loads(line) for line in proc.stdout.splitlines()]
+
+
+ACTIONLINT_VERSION = "v1.7.12"
+
+
+def build_actionlint() -> Path:
+    """actionlint (GitHub Actions workflow checker), installed from its Go module."""
+    bin_dir = cache_dir() / "bin" / f"actionlint-{ACTIONLINT_VERSION}"
+    binary = bin_dir / "actionlint"
+    if os.access(binary, os.X_OK):
+        return binary
+    with tempfile.TemporaryDirectory() as tmp:
+        env_bin = {"GOBIN": str(bin_dir)}
+        package = f"github.com/rhysd/actionlint/cmd/actionlint@{ACTIONLINT_VERSION}"
+        proc = subprocess.run(
+            [go_binary(), "install", package],
+            cwd=tmp, env=go_env() | env_bin, capture_output=True, text=True, timeout=600,
+            check=False,
+        )  # fmt: skip
+    if proc.returncode != 0:
+        raise RuntimeError(f"building actionlint failed:\n{proc.stderr[-3000:]}")
+    return binary

@@ -9,7 +9,7 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: dev test test-unit lint bench demo k8s-bin clean prometheus
+.PHONY: dev test test-unit test-k8s test-kind lint bench demo k8s-bin kind-up kind-down lab lab-down clean prometheus
 
 $(BIN)/chaosaa: pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -49,7 +49,25 @@ demo: dev prometheus
 	  code=$$?; echo; echo "exit code $$code; HTML report: chaosaa-reports/demo/report.html"; exit $$code
 
 k8s-bin:
-	hack/k8s-bin
+	bash hack/k8s-bin
+
+test-k8s: dev k8s-bin
+	$(BIN)/pytest -m k8s $(PYTEST_ARGS)
+
+lab: dev prometheus
+	$(BIN)/chaosaa lab up
+
+lab-down: dev
+	$(BIN)/chaosaa lab down
+
+kind-up: dev
+	$(BIN)/chaosaa kind up
+
+kind-down: dev
+	$(BIN)/chaosaa kind down
+
+test-kind: dev
+	$(BIN)/pytest --kind tests/kind $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache chaosaa-reports *.egg-info

@@ -24,7 +24,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return
     skip = pytest.mark.skip(reason="kind tier is opt-in: pass --kind (needs a Docker engine)")
     for item in items:
-        if "kind" in item.keywords:
+        if item.get_closest_marker("kind") is not None:
             item.add_marker(skip)
 
 

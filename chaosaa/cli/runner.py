@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -129,10 +130,25 @@ def rollback_command(
 
     if gameday is not None:
         spec = gameday.spec.target
+    elif target_kind == "kubernetes":
+        # Without a GameDay the allow-listed contexts are the target: every chaosaa
+        # artefact in them (all namespaces) is removed.
+        if not allow_contexts:
+            click.echo(
+                "chaosaa: error: rollback --target kubernetes needs the contexts to clean: "
+                "--allow-context CONTEXT (repeatable) or CHAOSAA_ALLOWED_CONTEXTS",
+                err=True,
+            )
+            return int(ExitCode.INVALID)
+        regions = {f"c{i}": {"context": c} for i, c in enumerate(dict.fromkeys(allow_contexts))}
+        spec = TargetSpec.model_validate({"kind": "kubernetes", "regions": regions})
     else:
         assert target_kind is not None
         spec = TargetSpec.model_validate({"kind": target_kind, "regions": {"all": {}}})
-    options = _options("rollback", allow_contexts, kubeconfig, lab_state, ephemeral=False)
+    options = replace(
+        _options("rollback", allow_contexts, kubeconfig, lab_state, ephemeral=False),
+        extra={"rollback": True},
+    )
 
     async def go() -> list[str]:
         target = target_for(spec, options)

@@ -28,7 +28,7 @@ from pathlib import Path
 from chaosaa.errors import ChaosaaError, EnvironmentError_
 from chaosaa.kindsetup.kindconfig import KIND_VERSION
 from chaosaa.kindsetup.manifests import render_region
-from chaosaa.kindsetup.runner import Completed, Runner
+from chaosaa.kindsetup.runner import CommandError, Completed, Runner
 from chaosaa.kindsetup.targetfile import (
     TARGET_FILE,
     NodeInfo,
@@ -58,6 +58,7 @@ class KindSetupError(EnvironmentError_):
 class Timeouts:
     """Seconds per command; creating a cluster includes pulling the node image."""
 
+    preflight: float = 20.0
     quick: float = 60.0
     create: float = 600.0
     build: float = 900.0
@@ -128,11 +129,7 @@ class KindSetup:
         problems += [f"`{t}` not found on PATH ({INSTALL_HINTS[t]})" for t in sorted(absent)]
         engine = False
         if "docker" not in absent:
-            info = self.runner.run(
-                ["docker", "info", "--format", "{{.ServerVersion}}"],
-                timeout=self.timeouts.quick,
-                check=False,
-            )
+            info = self._query(["docker", "info", "--format", "{{.ServerVersion}}"])
             engine = info.ok
             if not engine:
                 problems.append(
@@ -142,9 +139,7 @@ class KindSetup:
                 )
         existing: set[str] = set()
         if up and engine and "kind" not in absent:
-            listed = self.runner.run(
-                ["kind", "get", "clusters"], timeout=self.timeouts.quick, check=False
-            )
+            listed = self._query(["kind", "get", "clusters"])
             existing = set(listed.stdout.split()) & {rc.cluster for rc in self.topology.regions}
             if existing:
                 problems.append(
@@ -166,6 +161,13 @@ class KindSetup:
                 "cannot run the kind setup; nothing was changed:\n"
                 + "\n".join(f"  - {p}" for p in problems)
             )
+
+    def _query(self, argv: list[str]) -> Completed:
+        """A read-only preflight command; a hang or a missing binary is a failed result."""
+        try:
+            return self.runner.run(argv, timeout=self.timeouts.preflight, check=False)
+        except CommandError as exc:
+            return Completed(tuple(argv), -1, "", str(exc))
 
     # -- up -------------------------------------------------------------------------
 

@@ -29,12 +29,14 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import random
 import re
 import socket
 import struct
 import time
 import uuid
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,8 +53,12 @@ Direction = Literal["up", "down"]
 DIRECTIONS: tuple[Direction, Direction] = ("up", "down")
 CONDITION_TYPES = ("blackhole", "latency", "bandwidth", "loss")
 _ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
-_CHUNK = 64 * 1024
-_QUEUE_CHUNKS = 32
+#: read buffer per socket: large reads mean few callbacks per megabyte
+_CHUNK = 256 * 1024
+#: queued bytes per stream direction beyond which the source is no longer read
+_QUEUE_BYTES = 2 * 1024 * 1024
+#: write-buffer high-water mark per socket (asyncio's default, 64 KiB, pauses too early)
+_WRITE_HIGH = 512 * 1024
 _RTO = 0.2
 _SYN_RTO = 1.0
 _CONNECT_TIMEOUT = 2.0
@@ -118,6 +124,22 @@ class StreamState:
             "lossMode": self.loss_mode,
         }
 
+    def carries(self, cond: Condition) -> bool:
+        """Whether this combined state includes the effect of ``cond``."""
+        if cond.type == "blackhole":
+            return self.blackhole == "drop" if cond.mode == "drop" else self.blackhole is not None
+        if cond.type == "latency":
+            return self.delay >= cond.delay and self.jitter >= cond.jitter
+        if cond.type == "bandwidth":
+            return 0 < self.rate <= cond.rate
+        return self.loss >= cond.percent / 100 - 1e-9 and (
+            cond.mode != "reset" or self.loss_mode == "reset"
+        )
+
+
+#: the state of a link direction no condition applies to: data takes the fast path
+CLEAR = StreamState()
+
 
 class TokenBucket:
     def __init__(self, rate: float) -> None:
@@ -127,15 +149,15 @@ class TokenBucket:
         self._tokens = self.capacity
         self._last = time.monotonic()
 
-    async def take(self, amount: int) -> None:
-        while True:
-            now = time.monotonic()
-            self._tokens = min(self.capacity, self._tokens + (now - self._last) * self.rate)
-            self._last = now
-            if self._tokens >= amount:
-                self._tokens -= amount
-                return
-            await asyncio.sleep((amount - self._tokens) / self.rate)
+    def take_now(self, amount: int) -> float:
+        """Take ``amount`` tokens and return 0, or return how long to wait for them."""
+        now = time.monotonic()
+        self._tokens = min(self.capacity, self._tokens + (now - self._last) * self.rate)
+        self._last = now
+        if self._tokens >= amount:
+            self._tokens -= amount
+            return 0.0
+        return (amount - self._tokens) / self.rate
 
     def piece(self) -> int:
         return max(1, int(self.capacity))
@@ -175,32 +197,298 @@ class _Metrics:
         )
 
 
-class _Connection:
-    def __init__(self, link: Link, client_writer: asyncio.StreamWriter) -> None:
-        self.link = link
-        self.client_writer = client_writer
-        self.upstream_writer: asyncio.StreamWriter | None = None
-        self.tasks: list[asyncio.Task[None]] = []
-        self.closed = False
-
-    def abort(self) -> None:
-        """Reset both sides now (RST, not FIN), like a firewall reject mid-stream."""
-        if self.closed:
-            return
-        self.closed = True
-        for w in (self.client_writer, self.upstream_writer):
-            if w is not None:
-                _reset(w)
-        for t in self.tasks:
-            t.cancel()
-
-
-def _reset(writer: asyncio.StreamWriter) -> None:
-    sock = writer.get_extra_info("socket")
+def _reset(transport: asyncio.Transport) -> None:
+    """Close with RST, not FIN, like a firewall reject mid-stream."""
+    sock = transport.get_extra_info("socket")
     if sock is not None:
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    writer.transport.abort()
+    transport.abort()
+
+
+class _Stream:
+    """One direction of a proxied connection: bytes read on one socket, written on the other.
+
+    Fast path: while no condition applies to the link direction and nothing is queued, a
+    chunk is written to the destination in the callback that read it (no task, no copy).
+    Otherwise chunks are stamped with their due time and queued, and a pump task delivers
+    them in order. Every write, on either path, directly follows (with no suspension in
+    between) a read of the link's current state, so a condition is enforced on every byte
+    forwarded after it was installed; data already handed to the kernel is on the wire.
+    """
+
+    def __init__(self, conn: _Connection, direction: Direction) -> None:
+        self.conn = conn
+        self.link = conn.link
+        self.direction = direction
+        self.bytes = conn.link.bytes[direction]
+        self.queue: deque[tuple[float, bytes | None]] = deque()
+        self.queued = 0
+        self.pump: asyncio.Task[None] | None = None
+        self.dst_paused = False
+        self.read_paused = False
+        self.done = False
+        self._resumed: asyncio.Future[None] | None = None
+        self._last_due = 0.0
+        self._backoff = _RTO
+
+    @property
+    def src(self) -> asyncio.Transport | None:
+        return self.conn.client if self.direction == "up" else self.conn.upstream
+
+    @property
+    def dst(self) -> asyncio.Transport | None:
+        return self.conn.upstream if self.direction == "up" else self.conn.client
+
+    def feed(self, data: memoryview) -> bool:
+        """Forward or queue a chunk; True if the destination kept a reference to ``data``."""
+        dst = self.dst
+        if (
+            dst is not None
+            and self.pump is None
+            and not self.queue
+            and self.link.state(self.direction) is CLEAR
+        ):
+            dst.write(data)
+            self.bytes.inc(len(data))
+            return dst.get_write_buffer_size() > 0
+        self._enqueue(bytes(data))
+        return False
+
+    def feed_eof(self) -> None:
+        if (
+            self.dst is not None
+            and self.pump is None
+            and not self.queue
+            and self.link.state(self.direction) is CLEAR
+        ):
+            self._write_eof()
+        else:
+            self._enqueue(None)
+
+    def connected(self) -> None:
+        self._flow()
+        self._kick()
+
+    def dst_pause(self, paused: bool) -> None:
+        self.dst_paused = paused
+        if not paused and self._resumed is not None and not self._resumed.done():
+            self._resumed.set_result(None)
+        self._flow()
+
+    def _enqueue(self, data: bytes | None) -> None:
+        now = time.monotonic()
+        due = now
+        if data:
+            st = self.link.state(self.direction)
+            if st.delay or st.jitter:
+                due = now + max(0.0, st.delay + random.uniform(-st.jitter, st.jitter))
+        due = max(due, self._last_due)  # never reorder the byte stream
+        self._last_due = due
+        self.queue.append((due, data))
+        self.queued += len(data or b"")
+        self._flow()
+        self._kick()
+
+    def _kick(self) -> None:
+        if self.pump is None and self.queue and self.dst is not None and not self.conn.closed:
+            self.pump = asyncio.get_running_loop().create_task(self._run())
+
+    def _flow(self) -> None:
+        """Stop reading the source while the destination or the queue is full."""
+        src = self.src
+        want = self.dst_paused or self.queued > _QUEUE_BYTES
+        if src is None or want == self.read_paused or src.is_closing():
+            return
+        self.read_paused = want
+        if want:
+            src.pause_reading()
+        else:
+            src.resume_reading()
+
+    async def _run(self) -> None:
+        """Deliver queued chunks when due, in order, under the link's current conditions."""
+        try:
+            while self.queue and not self.conn.closed:
+                due, data = self.queue.popleft()
+                self.queued -= len(data or b"")
+                self._flow()
+                wait = due - time.monotonic()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                if not await self._forward(data):
+                    return
+        except (ConnectionError, OSError):
+            self.conn.abort()
+        finally:
+            self.pump = None
+
+    async def _gate(self) -> StreamState | None:
+        """The current state once no blackhole holds this direction; None if cut."""
+        while not self.conn.closed:
+            st = self.link.state(self.direction)
+            if st.blackhole is None:
+                return st
+            if st.blackhole == "drop":
+                self.conn.abort()
+                return None
+            await self.link.wait_change(1.0)
+        return None
+
+    async def _forward(self, data: bytes | None) -> bool:
+        st = await self._gate()
+        if st is None:
+            return False
+        if data is None:
+            self._write_eof()
+            return True
+        if st.loss > 0 and random.random() < st.loss:
+            # "Lost": the chunk waits one retransmission timeout, doubling while losses
+            # follow each other, as TCP's would.
+            await asyncio.sleep(self._backoff)
+            self._backoff = min(self._backoff * 2, 3.0)
+        else:
+            self._backoff = _RTO
+        view = memoryview(data)
+        sent = 0
+        while sent < len(view):
+            st = await self._gate()  # conditions may have changed while we waited
+            if st is None:
+                return False
+            n = len(view) - sent
+            if st.rate > 0:
+                bucket = self.link.bucket(st.rate, self.direction)
+                n = min(n, bucket.piece())
+                if wait := bucket.take_now(n):
+                    await asyncio.sleep(wait)
+                    continue
+            dst = self.dst
+            assert dst is not None
+            dst.write(view[sent : sent + n])
+            sent += n
+            self.bytes.inc(n)
+            await self._drain()
+        return True
+
+    async def _drain(self) -> None:
+        while self.dst_paused and not self.conn.closed:
+            self._resumed = asyncio.get_running_loop().create_future()
+            await self._resumed
+
+    def _write_eof(self) -> None:
+        dst = self.dst
+        if dst is not None and not dst.is_closing() and dst.can_write_eof():
+            dst.write_eof()
+        self.done = True
+        self.conn.stream_done()
+
+
+class _Side(asyncio.BufferedProtocol):
+    """One socket of a proxied connection: what it reads feeds ``reads``; its write
+    buffer's back-pressure pauses ``writes``' source."""
+
+    def __init__(self, conn: _Connection, *, client: bool) -> None:
+        self.conn = conn
+        self.client = client
+        self.reads = conn.up if client else conn.down
+        self.writes = conn.down if client else conn.up
+        self._view = memoryview(bytearray(_CHUNK))
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        transport.set_write_buffer_limits(high=_WRITE_HIGH)
+        if self.client:
+            self.conn.client_made(transport)
+        else:
+            self.conn.upstream_made(transport)
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._view
+
+    def buffer_updated(self, nbytes: int) -> None:
+        if self.reads.feed(self._view[:nbytes]):
+            # The transport still references the buffer (Python >= 3.12 keeps memoryviews
+            # of unsent data): read into a new one.
+            self._view = memoryview(bytearray(_CHUNK))
+
+    def eof_received(self) -> bool:
+        self.reads.feed_eof()
+        return True  # half-close: keep the other direction open
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.conn.lost(self.client, exc)
+
+    def pause_writing(self) -> None:
+        self.writes.dst_pause(True)
+
+    def resume_writing(self) -> None:
+        self.writes.dst_pause(False)
+
+
+class _Connection:
+    def __init__(self, link: Link) -> None:
+        self.link = link
+        self.client: asyncio.Transport | None = None
+        self.upstream: asyncio.Transport | None = None
+        self.up = _Stream(self, "up")
+        self.down = _Stream(self, "down")
+        self.task: asyncio.Task[None] | None = None
+        self.closed = False  # nothing more is forwarded (reset, or closing after EOFs)
+        self._reset = False
+        self._lost: set[bool] = set()  # sides (client=True) whose socket is gone
+        self._ended = False
+
+    def client_made(self, transport: asyncio.Transport) -> None:
+        self.client = transport
+        self.link.opened(self)
+        self.task = asyncio.get_running_loop().create_task(self.link.open_upstream(self))
+
+    def upstream_made(self, transport: asyncio.Transport) -> None:
+        if self.closed:  # cut while we were connecting
+            _reset(transport)
+            return
+        self.upstream = transport
+        self.up.connected()
+        self.down.connected()
+
+    def stream_done(self) -> None:
+        """Both directions delivered their EOF: close both sockets (after pending data)."""
+        if self.up.done and self.down.done and not self.closed:
+            self.closed = True
+            for t in (self.client, self.upstream):
+                if t is not None:
+                    t.close()
+
+    def abort(self) -> None:
+        """Reset both sides now (RST, not FIN) and drop whatever is queued."""
+        if self._reset:
+            return
+        self._reset = self.closed = True
+        for t in (self.client, self.upstream):
+            if t is not None:
+                _reset(t)
+        self._cancel_tasks()
+
+    def lost(self, client: bool, exc: Exception | None) -> None:
+        self._lost.add(client)
+        if exc is not None or not self.closed:
+            # A reset, a failed write, or a close we did not ask for: cut the other side
+            # too, without flushing queued data to it.
+            self.abort()
+        if True in self._lost and (self.upstream is None or False in self._lost):
+            self._end()
+
+    def _cancel_tasks(self) -> None:
+        current = asyncio.current_task()
+        for task in (self.task, self.up.pump, self.down.pump):
+            if task is not None and task is not current:
+                task.cancel()
+
+    def _end(self) -> None:
+        if not self._ended:
+            self._ended = True
+            self._cancel_tasks()
+            self.link.ended(self)
 
 
 class Link:
@@ -215,15 +503,23 @@ class Link:
         self.upstream = upstream
         self.conns: set[_Connection] = set()
         self.server: asyncio.Server | None = None
+        self.bytes = {d: proxy.metrics.bytes.labels(name, d) for d in DIRECTIONS}
+        self._active = proxy.metrics.active.labels(name)
+        self._accepted = proxy.metrics.connections.labels(name)
         self._changed = asyncio.Event()
         self._buckets: dict[Direction, TokenBucket] = {}
+        #: direction -> (conditions generation, valid until (monotonic), state)
+        self._cache: dict[Direction, tuple[int, float, StreamState]] = {}
 
     @property
     def listen_port(self) -> int:
         return int(self.sock.getsockname()[1])
 
     async def start(self) -> None:
-        self.server = await asyncio.start_server(self._handle, sock=self.sock)
+        loop = asyncio.get_running_loop()
+        self.server = await loop.create_server(
+            lambda: _Side(_Connection(self), client=True), sock=self.sock
+        )
 
     def notify(self) -> None:
         """Wake every stream waiting on this link's conditions (added/removed/expired)."""
@@ -235,7 +531,19 @@ class Link:
             await asyncio.wait_for(self._changed.wait(), limit)
 
     def state(self, direction: Direction) -> StreamState:
-        return self.proxy.state(self.name, direction)
+        """The combined state of the live conditions on this link direction (cached until
+        the conditions change or the first of them expires)."""
+        cached = self._cache.get(direction)
+        if (
+            cached is not None
+            and cached[0] == self.proxy.generation
+            and time.monotonic() < cached[1]
+        ):
+            return cached[2]
+        generation = self.proxy.generation
+        st, until = self.proxy.compute_state(self.name, direction)
+        self._cache[direction] = (generation, until, st)
+        return st
 
     def bucket(self, rate: float, direction: Direction) -> TokenBucket:
         b = self._buckets.get(direction)
@@ -249,38 +557,35 @@ class Link:
             c.abort()
         return len(conns)
 
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        m = self.proxy.metrics
-        m.connections.labels(self.name).inc()
-        conn = _Connection(self, writer)
+    def uncut(self) -> int:
+        """Open connections that no reset has reached yet."""
+        return sum(1 for c in self.conns if not c.closed)
+
+    def opened(self, conn: _Connection) -> None:
         self.conns.add(conn)
-        m.active.labels(self.name).inc()
-        try:
-            if not await self._admit(conn):
-                return
-            try:
-                up_reader, up_writer = await asyncio.wait_for(
-                    asyncio.open_connection(*self.upstream), _CONNECT_TIMEOUT
-                )
-            except (OSError, TimeoutError) as exc:
-                log.info("link %s: upstream connect failed: %s", self.name, exc)
-                m.dropped.labels(self.name, "upstream").inc()
-                _reset(writer)
-                return
-            conn.upstream_writer = up_writer
-            if conn.closed:  # a drop arrived while we were connecting
-                _reset(up_writer)
-                return
-            up = asyncio.create_task(self._pump(reader, up_writer, "up", conn))
-            down = asyncio.create_task(self._pump(up_reader, writer, "down", conn))
-            conn.tasks = [up, down]
-            await asyncio.gather(up, down, return_exceptions=True)
-        finally:
+        self._accepted.inc()
+        self._active.inc()
+
+    def ended(self, conn: _Connection) -> None:
+        if conn in self.conns:
             self.conns.discard(conn)
-            m.active.labels(self.name).dec()
-            for w in (writer, conn.upstream_writer):
-                if w is not None and not w.transport.is_closing():
-                    w.close()
+            self._active.dec()
+
+    async def open_upstream(self, conn: _Connection) -> None:
+        """Admit a new connection under the link's conditions, then connect upstream."""
+        if not await self._admit(conn):
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            await asyncio.wait_for(
+                loop.create_connection(lambda: _Side(conn, client=False), *self.upstream),
+                _CONNECT_TIMEOUT,
+            )
+        except (OSError, TimeoutError) as exc:
+            if not conn.closed:
+                log.info("link %s: upstream connect failed: %s", self.name, exc)
+                self.proxy.metrics.dropped.labels(self.name, "upstream").inc()
+                conn.abort()
 
     async def _admit(self, conn: _Connection) -> bool:
         """Hold or refuse a new connection according to the link's conditions."""
@@ -292,7 +597,7 @@ class Link:
                 return False
             if any(s.blackhole == "hang" for s in states):
                 # A real blackhole drops the SYN-ACK: the client waits. Keep waiting until
-                # the condition goes (or the client gives up and closes).
+                # the condition goes (or the client gives up and resets).
                 await self.wait_change(1.0)
                 continue
             loss = max(s.loss for s in states)
@@ -306,86 +611,6 @@ class Link:
             return True
         return False
 
-    async def _pump(
-        self,
-        src: asyncio.StreamReader,
-        dst: asyncio.StreamWriter,
-        direction: Direction,
-        conn: _Connection,
-    ) -> None:
-        """Read into a bounded queue stamped with due times; deliver in order when due.
-
-        Reading and writing are separate tasks so latency is pipelined (a stream gains
-        ``delay`` once, not once per chunk), and a full queue back-pressures the sender.
-        """
-        queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue(_QUEUE_CHUNKS)
-
-        async def read() -> None:
-            last_due = 0.0
-            while True:
-                try:
-                    data = await src.read(_CHUNK)
-                except (ConnectionError, OSError):
-                    # A reset is not a FIN: don't flush queued data to the other side
-                    # (it would spend a throttled link's budget on a dead connection).
-                    conn.abort()
-                    return
-                now = time.monotonic()
-                st = self.state(direction)
-                due = now
-                if data and (st.delay or st.jitter):
-                    due = now + max(0.0, st.delay + random.uniform(-st.jitter, st.jitter))
-                due = max(due, last_due)  # never reorder the byte stream
-                last_due = due
-                await queue.put((due, data))
-                if not data:
-                    return
-
-        reader_task = asyncio.create_task(read())
-        backoff = _RTO
-        try:
-            while True:
-                due, data = await queue.get()
-                wait = due - time.monotonic()
-                if wait > 0:
-                    await asyncio.sleep(wait)
-                if not data:
-                    if dst.can_write_eof() and not dst.transport.is_closing():
-                        with contextlib.suppress(OSError):
-                            dst.write_eof()
-                    return
-                while True:
-                    st = self.state(direction)
-                    if st.blackhole == "drop":
-                        conn.abort()
-                        return
-                    if st.blackhole != "hang":
-                        break
-                    await self.wait_change(1.0)
-                if st.loss > 0 and random.random() < st.loss:
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, 3.0)
-                else:
-                    backoff = _RTO
-                if st.rate > 0:
-                    bucket = self.bucket(st.rate, direction)
-                    piece = bucket.piece()
-                    for i in range(0, len(data), piece):
-                        part = data[i : i + piece]
-                        await bucket.take(len(part))
-                        dst.write(part)
-                        await dst.drain()
-                else:
-                    dst.write(data)
-                    await dst.drain()
-                self.proxy.metrics.bytes.labels(self.name, direction).inc(len(data))
-        except (ConnectionError, OSError):
-            conn.abort()
-        finally:
-            reader_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, ConnectionError, OSError):
-                await reader_task
-
 
 class LinkProxy:
     """All links of a lab plus their conditions; usable in-process (tests) or as a process."""
@@ -395,6 +620,8 @@ class LinkProxy:
         self.metrics = _Metrics(self.registry)
         self.links: dict[str, Link] = {}
         self.conditions: dict[str, Condition] = {}
+        #: bumped on every change of the conditions: invalidates the links' cached states
+        self.generation = 0
         self._reaper: asyncio.Task[None] | None = None
 
     async def add_link(self, name: str, sock: socket.socket, upstream: tuple[str, int]) -> Link:
@@ -420,14 +647,22 @@ class LinkProxy:
 
     # -- conditions ------------------------------------------------------------------
     def state(self, link: str, direction: Direction) -> StreamState:
+        return self.links[link].state(direction)
+
+    def compute_state(self, link: str, direction: Direction) -> tuple[StreamState, float]:
+        """The combined state of a link direction and until when (monotonic) it holds."""
         now = time.monotonic()
+        until = math.inf
         blackhole: str | None = None
         delay = jitter = rate = 0.0
         keep = 1.0
         loss_mode = "retransmit"
+        applied = False
         for c in self.conditions.values():
             if c.expires_at <= now or not c.applies(link, direction):
                 continue
+            applied = True
+            until = min(until, c.expires_at)
             if c.type == "blackhole":
                 blackhole = "drop" if c.mode == "drop" or blackhole == "drop" else "hang"
             elif c.type == "latency":
@@ -439,7 +674,36 @@ class LinkProxy:
                 keep *= 1.0 - c.percent / 100.0
                 if c.mode == "reset":
                     loss_mode = "reset"
-        return StreamState(blackhole, delay, jitter, rate, 1.0 - keep, loss_mode)
+        if not applied:
+            return CLEAR, until
+        return StreamState(blackhole, delay, jitter, rate, 1.0 - keep, loss_mode), until
+
+    def enforcement(self, cond: Condition) -> list[dict[str, Any]]:
+        """Per target link direction: is the condition part of the state every stream
+        consults before it forwards a byte, and (drop) has every open connection been cut."""
+        out = []
+        for name, dirs in sorted(cond.targets.items()):
+            link = self.links[name]
+            uncut = link.uncut() if cond.type == "blackhole" and cond.mode == "drop" else 0
+            for d in sorted(dirs):
+                out.append(
+                    {
+                        "link": name,
+                        "dir": d,
+                        "effective": link.state(d).carries(cond),
+                        "connections": len(link.conns),
+                        "uncut": uncut,
+                    }
+                )
+        return out
+
+    def condition_json(self, cond: Condition) -> dict[str, Any]:
+        enforced = self.enforcement(cond)
+        return {
+            **cond.to_json(time.monotonic()),
+            "enforced": enforced,
+            "inEffect": all(e["effective"] and e["uncut"] == 0 for e in enforced),
+        }
 
     def add_condition(self, body: dict[str, Any]) -> Condition:
         cond = self._parse(body)
@@ -459,6 +723,7 @@ class LinkProxy:
         if cond is None or cond.expires_at <= time.monotonic():
             return None
         cond.expires_at = time.monotonic() + _ttl(ttl)
+        self._changed(cond.targets)
         return cond
 
     def remove(self, cid: str) -> Condition | None:
@@ -475,6 +740,7 @@ class LinkProxy:
         return len(ids)
 
     def _changed(self, targets: Iterable[str]) -> None:
+        self.generation += 1
         for name in targets:
             self.links[name].notify()
         self._update_gauges()
@@ -590,14 +856,14 @@ class LinkProxy:
 
     async def _h_list(self, _r: web.Request) -> web.Response:
         now = time.monotonic()
-        live = [c.to_json(now) for c in self.conditions.values() if c.expires_at > now]
+        live = [self.condition_json(c) for c in self.conditions.values() if c.expires_at > now]
         return web.json_response({"conditions": live})
 
     async def _h_get(self, request: web.Request) -> web.Response:
         cond = self.conditions.get(request.match_info["id"])
         if cond is None or cond.expires_at <= time.monotonic():
             raise web.HTTPNotFound(text="no such condition")
-        return web.json_response(cond.to_json(time.monotonic()))
+        return web.json_response(self.condition_json(cond))
 
     async def _h_add(self, request: web.Request) -> web.Response:
         body = await _json_body(request)
@@ -605,7 +871,7 @@ class LinkProxy:
             cond = self.add_condition(body)
         except ConditionError as exc:
             return web.json_response({"error": str(exc)}, status=400)
-        return web.json_response(cond.to_json(time.monotonic()), status=201)
+        return web.json_response(self.condition_json(cond), status=201)
 
     async def _h_renew(self, request: web.Request) -> web.Response:
         body = await _json_body(request)
@@ -615,7 +881,7 @@ class LinkProxy:
             return web.json_response({"error": str(exc)}, status=400)
         if cond is None:
             return web.json_response({"error": "no such condition (expired?)"}, status=404)
-        return web.json_response(cond.to_json(time.monotonic()))
+        return web.json_response(self.condition_json(cond))
 
     async def _h_delete(self, request: web.Request) -> web.Response:
         cond = self.remove(request.match_info["id"])

@@ -175,7 +175,11 @@ def register(cls: type[Target]) -> type[Target]:
 
 def target_class(kind: str) -> type[Target]:
     if kind not in _REGISTRY and kind in _MODULES:
-        importlib.import_module(_MODULES[kind])  # registers itself
+        try:
+            importlib.import_module(_MODULES[kind])  # registers itself
+        except ModuleNotFoundError as exc:
+            if exc.name != _MODULES[kind]:
+                raise
     try:
         return _REGISTRY[kind]
     except KeyError:

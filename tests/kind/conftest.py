@@ -19,28 +19,6 @@ from tests.kind import gotools
 
 REPO = Path(__file__).resolve().parents[2]
 _HERE = Path(__file__).resolve().parent
-_OPT_IN_REASON = "kind tier is opt-in"
-
-
-@pytest.hookimpl(trylast=True)
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Undo the opt-in skip for this directory's tests that are *not* marked ``kind``.
-
-    tests/conftest.py skips items with ``"kind" in item.keywords``, and an item's keywords
-    include the names of its directories, so it skips every test under tests/kind/. Only
-    the tests marked ``kind`` need Docker. (Remove this hook once tests/conftest.py checks
-    ``item.get_closest_marker("kind")`` instead.)
-    """
-    if config.getoption("--kind"):
-        return
-    for item in items:
-        if _HERE not in item.path.parents or item.get_closest_marker("kind") is not None:
-            continue
-        item.own_markers[:] = [
-            m
-            for m in item.own_markers
-            if not (m.name == "skip" and _OPT_IN_REASON in str(m.kwargs.get("reason", "")))
-        ]
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -17,6 +17,8 @@ from aiohttp import web
 from chaosaa.lab.proxy import LinkProxy
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(60)]
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
 def _listener() -> socket.socket:
@@ -73,8 +75,19 @@ class Rig:
 async def rig() -> AsyncIterator[Rig]:
     servers = []
     upstreams = {}
+    handlers: set[asyncio.Task[Any]] = set()
+
+    def tracked(handler: Handler) -> Handler:
+        async def run(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            task = asyncio.current_task()
+            assert task is not None
+            handlers.add(task)
+            await handler(reader, writer)
+
+        return run
+
     for name, handler in (("echo", _echo), ("stream", _stream), ("sink", _sink)):
-        srv = await asyncio.start_server(handler, "127.0.0.1", 0)
+        srv = await asyncio.start_server(tracked(handler), "127.0.0.1", 0)
         servers.append(srv)
         upstreams[name] = srv.sockets[0].getsockname()[1]
     proxy = LinkProxy()
@@ -97,6 +110,11 @@ async def rig() -> AsyncIterator[Rig]:
         for srv in servers:
             srv.close()
             await srv.wait_closed()
+        # Upstream handlers notice the proxy's resets on their next read or write: let
+        # them finish (and close their writers) before the event loop goes away.
+        pending = {t for t in handlers if not t.done()}
+        if pending:
+            await asyncio.wait(pending, timeout=2)
 
 
 async def _round_trip(port: int) -> float:

@@ -1,0 +1,315 @@
+"""Fires GameDay schedules: one task for every GameDay the operator watches.
+
+kopf tells the scheduler about GameDays (``upsert``/``remove`` from the GameDay event
+handler); one loop sleeps until the earliest slot of any of them, then evaluates the due
+ones with :func:`chaosaa.operator.schedule.decide` and creates their runs. Creating is
+idempotent (deterministic run names), so nothing here has to be remembered exactly:
+after a restart, ``status.lastScheduleTime`` says where to continue, and a slot fired
+twice by mistake finds its run already there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from chaosaa.errors import ChaosaaError
+from chaosaa.operator import runs
+from chaosaa.operator.events import ObjectRef
+from chaosaa.operator.kube import AlreadyExistsError
+from chaosaa.operator.schedule import Decision, decide, next_slot, run_name
+from chaosaa.spec.crd import TERMINAL_PHASES
+from chaosaa.spec.model import GameDay
+
+if TYPE_CHECKING:
+    from chaosaa.operator.state import Operator
+
+log = logging.getLogger(__name__)
+
+#: under Forbid, how often (operator clock seconds) a waiting slot is looked at again, at
+#: the latest; a finished run wakes the scheduler at once
+FORBID_RECHECK = 10.0
+#: the loop wakes at least this often (wall seconds), also to prove it is alive
+MAX_SLEEP = 15.0
+#: API calls the scheduler makes at the same time (500 GameDays firing in the same minute)
+CONCURRENCY = 16
+
+#: (namespace, gameday) -> values of the runs index: (run name, phase or None)
+RunIndex = Mapping[tuple[str, str], Collection[tuple[str, str | None]]]
+
+
+@dataclass
+class Entry:
+    """What the scheduler knows about one GameDay."""
+
+    namespace: str
+    name: str
+    body: dict[str, Any]
+    cron: str | None
+    zone: str
+    suspend: bool
+    policy: str
+    deadline: float | None
+    #: every slot up to here is dealt with (fired, or counted as missed)
+    since: float
+    #: the most recent slot a run exists for (status.lastScheduleTime)
+    last_fired: float | None = None
+    #: when to evaluate next (operator clock); None: never (no schedule, or suspended)
+    due_at: float | None = None
+    next_slot: float | None = None
+    busy: bool = False
+    #: the last slot we told the user is waiting under Forbid (one event per slot)
+    waiting_for: float | None = None
+    #: status values last written, to write only changes
+    written: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ref(self) -> ObjectRef:
+        return ObjectRef.of(self.body)
+
+
+class Scheduler:
+    def __init__(self, op: Operator, run_index: RunIndex | None = None) -> None:
+        self.op = op
+        self.clock = op.clock
+        self.run_index: RunIndex = run_index if run_index is not None else {}
+        self.entries: dict[tuple[str, str], Entry] = {}
+        #: runs created here and not yet seen in the index: (ns, gameday) -> {name: wall}
+        self._created: dict[tuple[str, str], dict[str, float]] = {}
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._limit = asyncio.Semaphore(CONCURRENCY)
+        self.heartbeat = time.monotonic()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="chaosaa-scheduler")
+
+    async def stop(self) -> None:
+        tasks = [t for t in (self._task, *self._inflight) if t is not None]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._task = None
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    # ------------------------------------------------------------------ what kopf tells us
+
+    def upsert(self, body: Mapping[str, Any], gameday: GameDay) -> None:
+        """A valid GameDay was created or changed (spec, status or annotations)."""
+        namespace, name = runs.key(body)
+        spec = gameday.spec
+        now = self.clock.now()
+        old = self.entries.get((namespace, name))
+        status = body.get("status") or {}
+        last = runs.parse_time(status.get("lastScheduleTime"))
+        created = runs.parse_time(body["metadata"].get("creationTimestamp")) or time.time()
+        since = max(last or -math.inf, self.clock.from_wall(created))
+        if old is not None:
+            since = max(since, old.since)
+            if old.suspend and not spec.suspend:
+                # slots that passed while suspended are skipped, not run late on resume
+                since = max(since, now)
+        entry = Entry(
+            namespace=namespace,
+            name=name,
+            body=dict(body),
+            cron=spec.schedule,
+            zone=spec.time_zone,
+            suspend=spec.suspend,
+            policy=spec.concurrency_policy,
+            deadline=(
+                float(spec.starting_deadline_seconds)
+                if spec.starting_deadline_seconds is not None
+                else None
+            ),
+            since=since,
+            last_fired=_latest(last, old.last_fired if old else None),
+            busy=old.busy if old else False,
+            waiting_for=old.waiting_for if old else None,
+            written=old.written if old else {},
+        )
+        if not entry.written:
+            entry.written = {
+                "lastScheduleTime": status.get("lastScheduleTime"),
+                "nextScheduleTime": status.get("nextScheduleTime"),
+            }
+        if entry.cron and not entry.suspend:
+            entry.due_at = now  # evaluate at once: a slot may be due (e.g. after a restart)
+        elif entry.written.get("nextScheduleTime") is not None:
+            entry.due_at = now  # clear nextScheduleTime
+        self.entries[(namespace, name)] = entry
+        self._wake.set()
+
+    def remove(self, namespace: str, name: str) -> None:
+        """The GameDay is gone or invalid: no more scheduled runs."""
+        self.entries.pop((namespace, name), None)
+        self._created.pop((namespace, name), None)
+
+    def run_finished(self, namespace: str, gameday: str) -> None:
+        """A run ended: a slot waiting under Forbid may go now."""
+        entry = self.entries.get((namespace, gameday))
+        if entry is not None and entry.waiting_for is not None:
+            entry.due_at = self.clock.now()
+            self._wake.set()
+
+    def note_created(self, namespace: str, gameday: str, run: str) -> None:
+        self._created.setdefault((namespace, gameday), {})[run] = time.time()
+
+    def active_runs(self, namespace: str, gameday: str) -> list[str]:
+        """Runs of a GameDay that have not finished (from kopf's index of GameDayRuns, plus
+        the ones created here that the index has not seen yet)."""
+        indexed = list(self.run_index.get((namespace, gameday), ()))
+        seen = {name for name, _ in indexed}
+        active = {name for name, phase in indexed if phase not in TERMINAL_PHASES}
+        recent = self._created.get((namespace, gameday), {})
+        for name, at in list(recent.items()):
+            if name in seen or time.time() - at > 300:
+                del recent[name]
+            else:
+                active.add(name)
+        return sorted(active)
+
+    # ------------------------------------------------------------------ the loop
+
+    async def _loop(self) -> None:
+        while True:
+            self.heartbeat = time.monotonic()
+            now = self.clock.now()
+            for entry in self.entries.values():
+                if entry.due_at is not None and entry.due_at <= now and not entry.busy:
+                    entry.busy = True
+                    task = asyncio.create_task(self._evaluate(entry), name=f"fire:{entry.name}")
+                    self._inflight.add(task)
+                    task.add_done_callback(self._inflight.discard)
+            upcoming = [
+                e.due_at for e in self.entries.values() if e.due_at is not None and not e.busy
+            ]
+            delay = MAX_SLEEP
+            if upcoming:
+                delay = min(delay, max(0.0, self.clock.wall_seconds(min(upcoming) - now)))
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), delay)
+
+    async def _evaluate(self, entry: Entry) -> None:
+        try:
+            async with self._limit:
+                await self._evaluate_entry(entry)
+        except ChaosaaError as exc:
+            log.warning("GameDay %s/%s: scheduling failed: %s", entry.namespace, entry.name, exc)
+            entry.due_at = self.clock.now() + self.clock.scale * 5.0  # 5 wall seconds
+        except Exception:
+            log.exception("GameDay %s/%s: scheduling failed", entry.namespace, entry.name)
+            entry.due_at = self.clock.now() + self.clock.scale * 5.0
+        finally:
+            entry.busy = False
+            self._wake.set()
+
+    async def _evaluate_entry(self, entry: Entry) -> None:
+        current = self.entries.get((entry.namespace, entry.name))
+        if current is not entry:
+            return  # replaced by a newer version of the GameDay, or removed
+        if entry.cron is None or entry.suspend:
+            entry.due_at = None
+            await self._write_status(entry, next_time=None)
+            return
+        now = self.clock.now()
+        decision = decide(
+            entry.cron, entry.zone, since=entry.since, now=now, deadline=entry.deadline
+        )
+        entry.next_slot = decision.next
+        if decision.missed:
+            self._missed(entry, decision)
+        if decision.too_late is not None:
+            entry.since = max(entry.since, decision.too_late)
+        if decision.due is not None:
+            fired = await self._fire(entry, decision.due, now)
+            if not fired:
+                return  # waiting under Forbid; due_at was set
+        entry.due_at = decision.next
+        await self._write_status(entry, next_time=decision.next)
+
+    def _missed(self, entry: Entry, decision: Decision) -> None:
+        self.op.metrics.missed_slots.labels(entry.namespace, entry.name).inc(decision.missed)
+        if decision.too_late is not None:
+            message = (
+                f"{decision.missed} slot(s) missed; the latest, {runs.rfc3339(decision.too_late)}, "
+                f"is more than startingDeadlineSeconds ({entry.deadline:g}s) old and will not run"
+            )
+        else:
+            message = f"{decision.missed} older slot(s) missed; only the most recent one runs"
+        self.op.events.warning(entry.ref, "MissedSchedule", message)
+
+    async def _fire(self, entry: Entry, slot: float, now: float) -> bool:
+        """Create the run for ``slot``; False when it has to wait (Forbid)."""
+        active = self.active_runs(entry.namespace, entry.name)
+        if active and entry.policy == "Forbid":
+            if entry.waiting_for != slot:
+                entry.waiting_for = slot
+                self.op.events.normal(
+                    entry.ref,
+                    "Waiting",
+                    f"slot {runs.rfc3339(slot)} waits for {', '.join(active)} to finish "
+                    "(concurrencyPolicy Forbid)",
+                )
+            recheck = now + FORBID_RECHECK * self.clock.scale
+            entry.due_at = min(recheck, next_slot(entry.cron or "", entry.zone, now))
+            return False
+        entry.waiting_for = None
+        if active and entry.policy == "Replace":
+            for name in active:
+                await self.op.kube.delete(runs.GAMEDAYRUNS, entry.namespace, name)
+            self.op.events.normal(
+                entry.ref, "Replaced", f"deleted {', '.join(active)} (concurrencyPolicy Replace)"
+            )
+        name = run_name(entry.name, slot)
+        manifest = runs.run_manifest(entry.body, name=name, trigger="schedule", scheduled=slot)
+        try:
+            await self.op.kube.create(runs.GAMEDAYRUNS, entry.namespace, manifest)
+        except AlreadyExistsError:
+            log.info(
+                "run %s/%s for %s exists already: not firing again",
+                entry.namespace,
+                name,
+                runs.rfc3339(slot),
+            )
+        else:
+            delay = self.clock.wall_seconds(self.clock.now() - slot)
+            self.op.metrics.schedule_delay.observe(max(0.0, delay))
+            self.note_created(entry.namespace, entry.name, name)
+            self.op.events.normal(
+                entry.ref, "Scheduled", f"created run {name} for slot {runs.rfc3339(slot)}"
+            )
+        entry.since = max(entry.since, slot)
+        entry.last_fired = max(entry.last_fired or slot, slot)
+        return True
+
+    async def _write_status(self, entry: Entry, next_time: float | None) -> None:
+        wanted: dict[str, Any] = {
+            "nextScheduleTime": runs.rfc3339(next_time) if next_time is not None else None,
+        }
+        if entry.last_fired is not None:
+            wanted["lastScheduleTime"] = runs.rfc3339(entry.last_fired)
+        changes = {k: v for k, v in wanted.items() if entry.written.get(k) != v}
+        if not changes:
+            return
+        changes["active"] = self.active_runs(entry.namespace, entry.name)
+        if await self.op.patch_gameday_status(entry.namespace, entry.name, changes):
+            entry.written.update(changes)
+
+
+def _latest(*instants: float | None) -> float | None:
+    known = [i for i in instants if i is not None]
+    return max(known) if known else None

@@ -1,0 +1,61 @@
+"""Node-level network rules (nft + tc) for every transport: kind's ``docker exec``, the node
+agent, and ``ip netns exec`` in tests.
+
+- :mod:`chaosaa.rules.model`: :class:`NodeFault` (what one node does for one fault; the
+  ``NetworkFault`` spec) and :func:`node_faults` (which regions' nodes act for a GameDay
+  fault).
+- :mod:`chaosaa.rules.generate`: the commands (an nft ruleset text, tc argv lists) that
+  apply a NodeFault, their exact revert, full teardown, read-back and the kind watchdog.
+- :mod:`chaosaa.rules.execute`: runs those commands through a transport.
+
+This package imports only ``chaosaa.spec``, ``chaosaa.model`` and ``chaosaa.errors``.
+"""
+
+from chaosaa.rules.execute import RuleError, Transport, execute, execute_all
+from chaosaa.rules.generate import (
+    NFT_FAMILY,
+    NFT_TABLE,
+    TC_ROOT,
+    Command,
+    NodeRules,
+    absent,
+    arm_commands,
+    disarm_command,
+    owned,
+    present,
+    readback,
+    render_sh,
+    renew_command,
+    rules_for,
+    teardown,
+    watchdog_script,
+)
+from chaosaa.rules.model import ALWAYS_LOCAL, NODE_FAULT_TYPES, NodeFault, fault_key, node_faults
+
+__all__ = [
+    "ALWAYS_LOCAL",
+    "NFT_FAMILY",
+    "NFT_TABLE",
+    "NODE_FAULT_TYPES",
+    "TC_ROOT",
+    "Command",
+    "NodeFault",
+    "NodeRules",
+    "RuleError",
+    "Transport",
+    "absent",
+    "arm_commands",
+    "disarm_command",
+    "execute",
+    "execute_all",
+    "fault_key",
+    "node_faults",
+    "owned",
+    "present",
+    "readback",
+    "render_sh",
+    "renew_command",
+    "rules_for",
+    "teardown",
+    "watchdog_script",
+]

@@ -66,6 +66,10 @@ def _describe(event: str, detail: dict[str, Any]) -> str | None:
         )
     if event == "fault.reverted":
         return f"fault {detail['fault']} reverted in {detail['timeToRevertSeconds'] * 1000:.0f} ms"
+    if event == "fault.revert":
+        return f"reverting {detail['fault']}"
+    if event == "target.open":
+        return f"target reached: entry {detail['entry']}"
     if event == "fault.requested":
         return f"injecting {detail['fault']} ({detail['type']})"
     if event in ("steady.before", "steady.after"):

@@ -174,7 +174,9 @@ class Run:
         await self._verify()
 
     async def _preflight(self) -> Endpoints:
-        self._phase("preflight")
+        kind = self.spec.target.kind
+        hint = " (a temporary lab starts if none is running)" if kind == "lab" else ""
+        self._phase("preflight", f"reaching the {kind} target and Prometheus{hint}")
         self.target.check(list(self.spec.faults))
         needs_prom = uses_prometheus(self.spec)
         if needs_prom and self.spec.prometheus.url:

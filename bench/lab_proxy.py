@@ -8,7 +8,8 @@ inherited listening sockets), and Toxiproxy (built by ``bench/toxiproxy/build.sh
 interleaves the paths round by round, so drift on a shared machine hits all of them alike.
 
 Measured, on 127.0.0.1, with the same payloads for every path:
-- round trip of a 64 B and a 16 KiB message on one open connection (p50/p99);
+- round trip of a 64 B and a 16 KiB message on one open connection (p50/p99), the paths
+  taking turns round trip by round trip;
 - connect + one 64 B round trip + close (what the lab's probes and health checks do);
 - throughput of one stream and of 4 parallel streams (client -> sink);
 - fidelity: round trip under a 50 ms latency condition (toxic) and the measured rate
@@ -270,15 +271,37 @@ def round_trips(port: int, payload: bytes, n: int) -> list[float]:
     return out
 
 
-def connects(port: int, n: int) -> list[float]:
-    out = []
+def interleaved_round_trips(paths: list[Path_], payload: bytes, n: int) -> dict[str, list[float]]:
+    """``n`` round trips per path on one open connection each, the paths taking turns in a
+    new random order every time, so that a noisy neighbour slows all of them alike."""
+    out: dict[str, list[float]] = {p.name: [] for p in paths}
+    buf = memoryview(bytearray(len(payload)))
+    socks = {p.name: _connect(p.echo) for p in paths}
+    try:
+        for _ in range(n):
+            for p in random.sample(paths, len(paths)):
+                s = socks[p.name]
+                t0 = time.perf_counter()
+                s.sendall(payload)
+                _recv_exactly(s, buf)
+                out[p.name].append(time.perf_counter() - t0)
+    finally:
+        for s in socks.values():
+            s.close()
+    return out
+
+
+def interleaved_connects(paths: list[Path_], n: int) -> dict[str, list[float]]:
+    """Connect, one 64 B round trip, close; the paths taking turns as above."""
+    out: dict[str, list[float]] = {p.name: [] for p in paths}
     buf = memoryview(bytearray(len(SMALL)))
     for _ in range(n):
-        t0 = time.perf_counter()
-        with _connect(port) as s:
-            s.sendall(SMALL)
-            _recv_exactly(s, buf)
-        out.append(time.perf_counter() - t0)
+        for p in random.sample(paths, len(paths)):
+            t0 = time.perf_counter()
+            with _connect(p.echo) as s:
+                s.sendall(SMALL)
+                _recv_exactly(s, buf)
+            out[p.name].append(time.perf_counter() - t0)
     return out
 
 
@@ -356,7 +379,7 @@ def run(quick: bool) -> None:
     if not TOXIPROXY.exists():
         sys.exit(f"{TOXIPROXY} is missing: run bench/toxiproxy/build.sh first")
     rounds = 3 if quick else 6
-    rtt_n = 300 if quick else 700
+    rtt_n = 300 if quick else 1000
     conn_n = 60 if quick else 150
     size = (64 if quick else 256) * 1024 * 1024
     server = subprocess.Popen(
@@ -369,17 +392,19 @@ def run(quick: bool) -> None:
         workdir = Path(tempfile.mkdtemp(prefix="chaosaa-bench-proxy-"))
         with lab_proxy(ports, workdir) as lab, toxiproxy(ports, workdir) as toxi:
             paths = [Path_("direct", ports["echo"], ports["sink"]), lab, toxi]
+            by_name = {p.name: p.results for p in paths}
             for p in paths:  # warm-up: connections, caches, JIT-less but page-warm
                 round_trips(p.echo, SMALL, 50)
                 throughput(p.sink, 16 * 1024 * 1024, 1)
             for _ in range(rounds):
+                for key, payload, n in (("small", SMALL, rtt_n), ("large", LARGE, rtt_n // 2)):
+                    for name, values in interleaved_round_trips(paths, payload, n).items():
+                        by_name[name].setdefault(key, []).extend(values)
+                for name, values in interleaved_connects(paths, conn_n).items():
+                    by_name[name].setdefault("connect", []).extend(values)
                 for p in random.sample(paths, len(paths)):
-                    r = p.results
-                    r.setdefault("small", []).extend(round_trips(p.echo, SMALL, rtt_n))
-                    r.setdefault("large", []).extend(round_trips(p.echo, LARGE, rtt_n // 2))
-                    r.setdefault("connect", []).extend(connects(p.echo, conn_n))
-                    r.setdefault("tput1", []).append(throughput(p.sink, size, 1))
-                    r.setdefault("tput4", []).append(throughput(p.sink, size, 4))
+                    p.results.setdefault("tput1", []).append(throughput(p.sink, size, 1))
+                    p.results.setdefault("tput4", []).append(throughput(p.sink, size, 4))
             for p in (lab, toxi):
                 assert p.condition is not None and p.clear is not None
                 p.condition("latency", 0.05)

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -57,30 +58,39 @@ def _ts(at: float) -> str:
     return datetime.fromtimestamp(at, UTC).strftime("%H:%M:%S.%f")[:-3]
 
 
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms"
+
+
+def _steady(kind: str, d: dict[str, Any]) -> str:
+    value = "no data" if d["value"] is None else f"{d['value']:g}"
+    return f"steady state {kind}: {d['check']} = {value} [{'ok' if d['passed'] else 'FAILED'}]"
+
+
+#: one line per event kind; events not listed print as "event: key=value, ..."
+_LINES: dict[str, Callable[[dict[str, Any]], str]] = {
+    "fault.requested": lambda d: f"injecting {d['fault']} ({d['type']})",
+    "fault.effective": lambda d: (
+        f"fault {d['fault']} in place after {_ms(d['timeToEffectSeconds'])}"
+    ),
+    "fault.revert": lambda d: f"reverting {d['fault']}",
+    "fault.reverted": lambda d: f"fault {d['fault']} reverted in {_ms(d['timeToRevertSeconds'])}",
+    "target.open": lambda d: f"target reached: entry {d['entry']}",
+    "steady.before": lambda d: _steady("before", d),
+    "steady.after": lambda d: _steady("after", d),
+    "slo": lambda d: (
+        f"SLO {d['slo']}: {'-' if d['measured'] is None else format(d['measured'], 'g')}"
+        f" -> {d['verdict']}"
+    ),
+}
+
+
 def _describe(event: str, detail: dict[str, Any]) -> str | None:
-    if event.startswith("phase."):
+    if event.startswith("phase.") or event == "run.finished":
         return None
-    if event == "fault.effective":
-        return (
-            f"fault {detail['fault']} in place after {detail['timeToEffectSeconds'] * 1000:.0f} ms"
-        )
-    if event == "fault.reverted":
-        return f"fault {detail['fault']} reverted in {detail['timeToRevertSeconds'] * 1000:.0f} ms"
-    if event == "fault.revert":
-        return f"reverting {detail['fault']}"
-    if event == "target.open":
-        return f"target reached: entry {detail['entry']}"
-    if event == "fault.requested":
-        return f"injecting {detail['fault']} ({detail['type']})"
-    if event in ("steady.before", "steady.after"):
-        mark = "ok" if detail["passed"] else "FAILED"
-        value = "no data" if detail["value"] is None else f"{detail['value']:g}"
-        return f"steady state {event.split('.')[1]}: {detail['check']} = {value} [{mark}]"
-    if event == "slo":
-        measured = "-" if detail["measured"] is None else f"{detail['measured']:g}"
-        return f"SLO {detail['slo']}: {measured} -> {detail['verdict']}"
-    if event == "run.finished":
-        return None
+    line = _LINES.get(event)
+    if line is not None:
+        return line(detail)
     return f"{event}: " + ", ".join(f"{k}={v}" for k, v in detail.items())
 
 

@@ -188,16 +188,7 @@ async def error_rate(slo: ErrorRateSLO, ctx: SLOContext) -> SLOResult:
     expr = slo.promql or ctx.endpoints.queries.get("errorRatio")
     if not expr:
         return _unknown(slo, "prometheus", "no error-ratio query")
-    agg = await _aggregate(ctx, expr, "avg")
-    if agg.no_data or agg.measured is None:
-        return _unknown(slo, "prometheus", "no data")
-    return slo_result(
-        slo,
-        agg.measured,
-        source="prometheus",
-        error_bound_seconds=agg.error_bound_seconds,
-        details=dict(agg.details),
-    )
+    return await _aggregated_slo(slo, ctx, expr, "avg")
 
 
 async def _aggregate(ctx: SLOContext, expr: str, how: Aggregate) -> Measurement:
@@ -207,11 +198,14 @@ async def _aggregate(ctx: SLOContext, expr: str, how: Aggregate) -> Measurement:
     return aggregate(series, how, start=ctx.start, end=ctx.end, error_bound_seconds=interval * 2)
 
 
-async def promql(slo: PromQLSLO, ctx: SLOContext) -> SLOResult:
+async def _aggregated_slo(
+    slo: ErrorRateSLO | PromQLSLO, ctx: SLOContext, expr: str, how: Aggregate
+) -> SLOResult:
+    """An SLO whose number is one PromQL series reduced over the run (max/min/avg/last)."""
     if ctx.prom is None:
         return _unknown(slo, "prometheus", "no Prometheus")
     try:
-        agg = await _aggregate(ctx, slo.promql, slo.aggregate)
+        agg = await _aggregate(ctx, expr, how)
     except ChaosaaError as exc:
         return _unknown(slo, "prometheus", f"query failed: {exc}")
     if agg.no_data or agg.measured is None or math.isnan(agg.measured):
@@ -221,8 +215,12 @@ async def promql(slo: PromQLSLO, ctx: SLOContext) -> SLOResult:
         agg.measured,
         source="prometheus",
         error_bound_seconds=agg.error_bound_seconds,
-        details={"aggregate": slo.aggregate, **agg.details},
+        details={"aggregate": how, **agg.details},
     )
+
+
+async def promql(slo: PromQLSLO, ctx: SLOContext) -> SLOResult:
+    return await _aggregated_slo(slo, ctx, slo.promql, slo.aggregate)
 
 
 async def evaluate_slo(slo: SLO, ctx: SLOContext) -> SLOResult:

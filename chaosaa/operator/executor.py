@@ -100,8 +100,8 @@ class RunProgress:
                 f"{detail.get('slo')}: measured {detail.get('measured')} "
                 f"-> {detail.get('verdict')}",
             )
-        elif event in ("run.aborted", "run.error", "run.invalid"):
-            ev.warning(ref, _camel(event.split(".")[1]), str(detail.get("reason", "")))
+        elif event == "run.signal":
+            ev.warning(ref, "Stopping", f"{detail.get('reason')}: {detail.get('action')}")
 
     def traffic(self, sent: int, ok: int, errors: int, by_region: dict[str, int]) -> None:
         pass  # numbers go into the final status; per-second Events would be noise

@@ -6,7 +6,7 @@ Error lines look like ``region-down.yaml:23: spec.faults[0].duration: must be > 
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -96,31 +96,27 @@ def _line_for(loc: Loc, lines: Mapping[Loc, int]) -> int | None:
     return None
 
 
+#: pydantic error types -> our wording, from (input, ctx)
+_REASONS: dict[str, Callable[[Any, Mapping[str, Any]], str]] = {
+    "extra_forbidden": lambda _i, _c: "unknown field",
+    "missing": lambda _i, _c: "required field is missing",
+    "union_tag_invalid": lambda _i, c: (
+        f"unknown type {c.get('tag')!r}; expected one of {c.get('expected_tags')}"
+    ),
+    "union_tag_not_found": lambda _i, _c: "the 'type' field is missing",
+    "greater_than": lambda _i, c: f"must be > {c.get('gt')}",
+    "greater_than_equal": lambda _i, c: f"must be >= {c.get('ge')}",
+    "less_than_equal": lambda _i, c: f"must be <= {c.get('le')}",
+    "string_pattern_mismatch": lambda i, c: f"{i!r} does not match {c.get('pattern')}",
+    "literal_error": lambda i, c: f"{i!r} is not allowed; expected {c.get('expected')}",
+}
+
+
 def _reason(err: Mapping[str, Any]) -> str:
-    kind = err["type"]
-    ctx = err.get("ctx") or {}
-    if kind == "extra_forbidden":
-        return "unknown field"
-    if kind == "missing":
-        return "required field is missing"
-    if kind == "union_tag_invalid":
-        return f"unknown type {ctx.get('tag')!r}; expected one of {ctx.get('expected_tags')}"
-    if kind == "union_tag_not_found":
-        return "the 'type' field is missing"
-    if kind == "greater_than":
-        return f"must be > {ctx.get('gt')}"
-    if kind == "greater_than_equal":
-        return f"must be >= {ctx.get('ge')}"
-    if kind == "less_than_equal":
-        return f"must be <= {ctx.get('le')}"
-    if kind == "string_pattern_mismatch":
-        return f"{err.get('input')!r} does not match {ctx.get('pattern')}"
-    if kind == "literal_error":
-        return f"{err.get('input')!r} is not allowed; expected {ctx.get('expected')}"
-    msg = str(err["msg"])
-    if kind == "value_error":
-        msg = msg.removeprefix("Value error, ")
-    return msg
+    wording = _REASONS.get(err["type"])
+    if wording is not None:
+        return wording(err.get("input"), err.get("ctx") or {})
+    return str(err["msg"]).removeprefix("Value error, ")
 
 
 def _allowed_fields(loc: Loc, data: Any) -> str:

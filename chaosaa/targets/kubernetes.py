@@ -696,7 +696,7 @@ class KubernetesTarget(Target):
         spec = {
             "holderIdentity": holder,
             "leaseDurationSeconds": max(1, round(ttl)),
-            "renewTime": _micro(now),
+            "renewTime": micro_time(now),
         }
         for _ in range(3):
             try:
@@ -711,7 +711,7 @@ class KubernetesTarget(Target):
                         "name": LEASE_NAME,
                         "labels": {nf.LABEL_MANAGED_BY: nf.MANAGED_BY},
                     },
-                    "spec": {**spec, "acquireTime": _micro(now), "leaseTransitions": 0},
+                    "spec": {**spec, "acquireTime": micro_time(now), "leaseTransitions": 0},
                 }
                 try:
                     await kcall(coord.create_namespaced_lease, ns, body)
@@ -722,7 +722,7 @@ class KubernetesTarget(Target):
                     raise TargetUnreachableError(f"lease in {region.context}: {exc2}") from exc2
             cur_spec = current.get("spec") or {}
             other = cur_spec.get("holderIdentity")
-            renewed = _parse_micro(cur_spec.get("renewTime"))
+            renewed = parse_micro_time(cur_spec.get("renewTime"))
             duration = float(cur_spec.get("leaseDurationSeconds") or 0)
             expires = (renewed or 0.0) + duration
             if other and other != holder and expires > now:
@@ -734,7 +734,7 @@ class KubernetesTarget(Target):
                 )
             patch_spec = dict(spec)
             if other != holder:
-                patch_spec["acquireTime"] = _micro(now)
+                patch_spec["acquireTime"] = micro_time(now)
                 patch_spec["leaseTransitions"] = int(cur_spec.get("leaseTransitions") or 0) + 1
             patch = {
                 "metadata": {"resourceVersion": _meta(current)["resourceVersion"]},
@@ -1240,7 +1240,7 @@ class KubernetesTarget(Target):
         for lease in body.get("items") or []:
             name = _meta(lease)["name"]
             spec = lease.get("spec") or {}
-            renewed = _parse_micro(spec.get("renewTime"))
+            renewed = parse_micro_time(spec.get("renewTime"))
             if renewed is None or not name.startswith(nf.AGENT_LEASE_PREFIX):
                 continue
             if renewed + float(spec.get("leaseDurationSeconds") or 0) > now:
@@ -1450,14 +1450,14 @@ def _node_action(fault: Fault) -> str:
     return t
 
 
-def _micro(ts: float) -> str:
+def micro_time(ts: float) -> str:
     """Kubernetes MicroTime: RFC 3339 with microseconds."""
     import datetime as dt
 
     return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _parse_micro(value: Any) -> float | None:
+def parse_micro_time(value: Any) -> float | None:
     if not value:
         return None
     try:

@@ -37,8 +37,13 @@ DOC = {
         "recovery": {"settle": f"{SETTLE:g}s"},
         "steadyState": [{"name": "up", "promql": "min(up)", "expect": ">= 1"}],
         "faults": [
-            {"name": "lag", "type": "replicationLag", "links": [["us", "eu"]], "mode": "pause",
-             "duration": f"{DURATION:g}s"}
+            {
+                "name": "lag",
+                "type": "replicationLag",
+                "links": [["us", "eu"]],
+                "mode": "pause",
+                "duration": f"{DURATION:g}s",
+            }
         ],
         "slos": [
             {"name": "lag", "type": "replicationLag", "max": "60s", "canary": False},
@@ -60,14 +65,27 @@ def main() -> int:
             for i in range(n):
                 t0 = time.perf_counter()
                 subprocess.run(
-                    [sys.executable, "-m", "chaosaa.cli.main", "run", str(path), "--plain",
-                     "--lab-state", str(state), "--no-ephemeral-lab",
-                     "--report-dir", str(Path(tmp) / f"r{i}")],
-                    check=True, capture_output=True,
+                    [
+                        sys.executable,
+                        "-m",
+                        "chaosaa.cli.main",
+                        "run",
+                        str(path),
+                        "--plain",
+                        "--lab-state",
+                        str(state),
+                        "--no-ephemeral-lab",
+                        "--report-dir",
+                        str(Path(tmp) / f"r{i}"),
+                    ],
+                    check=True,
+                    capture_output=True,
                 )
                 cli.append(time.perf_counter() - t0 - NOMINAL)
                 gd = validate_gameday(DOC, "overhead.yaml")
-                run = Run(gd, TargetOptions(run_id=f"bench-{i}", state_dir=str(state), ephemeral=False))
+                run = Run(
+                    gd, TargetOptions(run_id=f"bench-{i}", state_dir=str(state), ephemeral=False)
+                )
                 t0 = time.perf_counter()
                 outcome = asyncio.run(run.execute())
                 engine.append(time.perf_counter() - t0 - NOMINAL)
@@ -78,9 +96,13 @@ def main() -> int:
     print()
     print("| measurement | median | max | goal |")
     print("|---|---|---|---|")
-    for name, xs in (("`chaosaa run` (subprocess) overhead", cli), ("engine overhead (in process)", engine)):
-        verdict = "meets" if statistics.median(xs) <= GOAL else "misses"
-        print(f"| {name} | {statistics.median(xs):.2f} s | {max(xs):.2f} s | <= {GOAL:g} s ({verdict}) |")
+    for name, xs in (
+        ("`chaosaa run` (subprocess) overhead", cli),
+        ("engine overhead (in process)", engine),
+    ):
+        med = statistics.median(xs)
+        verdict = "meets" if med <= GOAL else "misses"
+        print(f"| {name} | {med:.2f} s | {max(xs):.2f} s | <= {GOAL:g} s ({verdict}) |")
     return 0
 
 

@@ -44,6 +44,8 @@ from typing import Any, Literal
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from chaosaa.lab import _runtime
 
@@ -55,6 +57,7 @@ CONDITION_TYPES = ("blackhole", "latency", "bandwidth", "loss")
 _ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 #: read buffer per socket: large reads mean few callbacks per megabyte
 _CHUNK = 256 * 1024
+_FIRST_CHUNK = 16 * 1024
 #: queued bytes per stream direction beyond which the source is no longer read
 _QUEUE_BYTES = 2 * 1024 * 1024
 #: write-buffer high-water mark per socket (asyncio's default, 64 KiB, pauses too early)
@@ -163,6 +166,22 @@ class TokenBucket:
         return max(1, int(self.capacity))
 
 
+class _BytesCollector(Collector):
+    """``chaosaa_proxy_bytes_total`` from the links' plain counters, at scrape time."""
+
+    def __init__(self, proxy: LinkProxy) -> None:
+        self.proxy = proxy
+
+    def collect(self) -> Iterable[Metric]:
+        family = CounterMetricFamily(
+            "chaosaa_proxy_bytes", "Bytes forwarded by a link proxy", labels=["link", "direction"]
+        )
+        for name, link in self.proxy.links.items():
+            for d in DIRECTIONS:
+                family.add_metric([name, d], link.sent[d])
+        yield family
+
+
 class _Metrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.connections = Counter(
@@ -175,12 +194,6 @@ class _Metrics:
             "chaosaa_proxy_active_connections",
             "Connections currently open through a link proxy",
             ["link"],
-            registry=registry,
-        )
-        self.bytes = Counter(
-            "chaosaa_proxy_bytes_total",
-            "Bytes forwarded by a link proxy",
-            ["link", "direction"],
             registry=registry,
         )
         self.dropped = Counter(
@@ -221,7 +234,7 @@ class _Stream:
         self.conn = conn
         self.link = conn.link
         self.direction = direction
-        self.bytes = conn.link.bytes[direction]
+        self.sent = conn.link.sent
         self.queue: deque[tuple[float, bytes | None]] = deque()
         self.queued = 0
         self.pump: asyncio.Task[None] | None = None
@@ -250,7 +263,7 @@ class _Stream:
             and self.link.state(self.direction) is CLEAR
         ):
             dst.write(data)
-            self.bytes.inc(len(data))
+            self.sent[self.direction] += len(data)
             return dst.get_write_buffer_size() > 0
         self._enqueue(bytes(data))
         return False
@@ -366,7 +379,7 @@ class _Stream:
             assert dst is not None
             dst.write(view[sent : sent + n])
             sent += n
-            self.bytes.inc(n)
+            self.sent[self.direction] += n
             await self._drain()
         return True
 
@@ -392,7 +405,10 @@ class _Side(asyncio.BufferedProtocol):
         self.client = client
         self.reads = conn.up if client else conn.down
         self.writes = conn.down if client else conn.up
-        self._view = memoryview(bytearray(_CHUNK))
+        # Start small (most connections carry a request and a response) and grow while
+        # reads fill the buffer: a zeroed 256 KiB per socket would cost more than the
+        # round trip on short connections.
+        self._view = memoryview(bytearray(_FIRST_CHUNK))
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -406,10 +422,11 @@ class _Side(asyncio.BufferedProtocol):
         return self._view
 
     def buffer_updated(self, nbytes: int) -> None:
-        if self.reads.feed(self._view[:nbytes]):
-            # The transport still references the buffer (Python >= 3.12 keeps memoryviews
-            # of unsent data): read into a new one.
-            self._view = memoryview(bytearray(_CHUNK))
+        size = len(self._view)
+        if self.reads.feed(self._view[:nbytes]) or (nbytes == size and size < _CHUNK):
+            # Grow, or the transport still references the buffer (Python >= 3.12 keeps
+            # memoryviews of unsent data): read into a new one.
+            self._view = memoryview(bytearray(min(_CHUNK, size * 4 if nbytes == size else size)))
 
     def eof_received(self) -> bool:
         self.reads.feed_eof()
@@ -503,7 +520,8 @@ class Link:
         self.upstream = upstream
         self.conns: set[_Connection] = set()
         self.server: asyncio.Server | None = None
-        self.bytes = {d: proxy.metrics.bytes.labels(name, d) for d in DIRECTIONS}
+        #: bytes forwarded per direction: plain ints on the hot path, read at scrape time
+        self.sent: dict[Direction, int] = {"up": 0, "down": 0}
         self._active = proxy.metrics.active.labels(name)
         self._accepted = proxy.metrics.connections.labels(name)
         self._changed = asyncio.Event()
@@ -577,10 +595,8 @@ class Link:
             return
         loop = asyncio.get_running_loop()
         try:
-            await asyncio.wait_for(
-                loop.create_connection(lambda: _Side(conn, client=False), *self.upstream),
-                _CONNECT_TIMEOUT,
-            )
+            async with asyncio.timeout(_CONNECT_TIMEOUT):
+                await loop.create_connection(lambda: _Side(conn, client=False), *self.upstream)
         except (OSError, TimeoutError) as exc:
             if not conn.closed:
                 log.info("link %s: upstream connect failed: %s", self.name, exc)
@@ -618,6 +634,7 @@ class LinkProxy:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.metrics = _Metrics(self.registry)
+        self.registry.register(_BytesCollector(self))
         self.links: dict[str, Link] = {}
         self.conditions: dict[str, Condition] = {}
         #: bumped on every change of the conditions: invalidates the links' cached states

@@ -299,7 +299,8 @@ def node_faults(
         raise InvalidInputError(f"fault {fault.name!r}: unknown region(s) {', '.join(missing)}")
 
     def own(region: str) -> set[str]:
-        return set(_cidrs(addresses[region], f"addresses of region {region}"))
+        cidrs = _cidrs(addresses[region], f"addresses of region {region}")
+        return {c for c in cidrs if not is_always_local(c)}
 
     def far(region: str, others: Iterable[str]) -> tuple[str, ...]:
         mine = own(region)
@@ -321,7 +322,7 @@ def node_faults(
                     type="blackhole",
                     peers=far(r, [o for o in regions if o != r]),
                     everything=fault.cuts_clients,
-                    local=tuple(own(r)),
+                    local=tuple(sorted(own(r))),
                     direction=fault.direction,
                     **common,
                 )
@@ -341,7 +342,7 @@ def node_faults(
                     key=key(r),
                     type="blackhole",
                     peers=far(r, others),
-                    local=tuple(own(r)),
+                    local=tuple(sorted(own(r))),
                     direction=fault.direction,
                     **common,
                 )
@@ -378,7 +379,7 @@ def node_faults(
             key=key(source),
             peers=far(source, dests),
             everything=source in everything_in,
-            local=tuple(own(source)),
+            local=tuple(sorted(own(source))),
             **params,
             **common,
         )

@@ -23,7 +23,9 @@ SUSTAIN = 2.0
 
 @pytest.mark.parametrize("mode", ["fail", "reset"])
 @pytest.mark.parametrize("outage", [0.7, 1.9])
-async def test_probe_failover_time_is_within_one_gap_of_the_truth(mode: Mode, outage: float) -> None:
+async def test_probe_failover_time_is_within_one_gap_of_the_truth(
+    mode: Mode, outage: float
+) -> None:
     async with SwitchableService("eu") as svc:
         gen = TrafficGenerator(
             svc.url, rate=RATE, write_ratio=0.3, timeout=1.0, keys=50, homes=["eu"], run_id="probe"

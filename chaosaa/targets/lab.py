@@ -48,8 +48,8 @@ _UP_TIMEOUT = 120.0
 _HTTP_TIMEOUT = aiohttp.ClientTimeout(total=10.0)
 
 SUCCESS_RATIO = (
-    'sum(rate(chaosaa_router_requests_total{code!~"5.."}[15s]))'
-    " / sum(rate(chaosaa_router_requests_total[15s]))"
+    'sum(irate(chaosaa_router_requests_total{code!~"5.."}[5s]))'
+    " / sum(irate(chaosaa_router_requests_total[5s]))"
 )
 REPLICATION_LAG = "max(chaosaa_demo_replication_lag_seconds)"
 #: last-writer-wins resolutions summed over regions; the engine takes a before/after difference

@@ -107,10 +107,9 @@ async def failover_time(slo: FailoverTimeSLO, ctx: SLOContext) -> SLOResult:
     if fm.no_data or fm.measured is None:
         return _unknown(slo, fm.source, "no data after the fault took effect")
     bound = fm.error_bound_seconds
-    if slo.source == "prometheus" and bound is not None:
-        # request counters count a request when it completes, up to one request timeout
-        # after the probe sent it: that delay widens the bound beyond step + scrape
-        bound += ctx.spec.traffic.timeout
+    if slo.source == "prometheus" and bound is not None and not slo.promql:
+        # the target's own query lags what it measures (see Endpoints.query_delay_seconds)
+        bound += ctx.endpoints.query_delay_seconds
     details = {
         **fm.details,
         "fault": rec.fault.name,

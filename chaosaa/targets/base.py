@@ -45,6 +45,10 @@ class Endpoints:
     #: default PromQL the target knows for its service, keys: ``successRatio``,
     #: ``replicationLag`` (used when an SLO gives no ``promql``)
     queries: Mapping[str, str] = field(default_factory=dict)
+    #: how far the default queries lag behind what they measure, beyond the range
+    #: query's step + scrape interval (e.g. irate needs a second scrape, and requests are
+    #: counted when they complete): added to the error bound of numbers derived from them
+    query_delay_seconds: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,9 @@ SUCCESS_RATIO = (
     'sum(irate(chaosaa_router_requests_total{code!~"5.."}[5s]))'
     " / sum(irate(chaosaa_router_requests_total[5s]))"
 )
+#: irate needs a second scrape after a change (one 1 s interval), and the router counts a
+#: failed request when its 1 s upstream timeout fires, not when the probe sent it
+SUCCESS_RATIO_DELAY = 2.0
 REPLICATION_LAG = "max(chaosaa_demo_replication_lag_seconds)"
 #: last-writer-wins resolutions summed over regions; the engine takes a before/after difference
 CONFLICTS = "sum(chaosaa_demo_conflicts_total)"
@@ -188,6 +191,7 @@ class LabTarget(Target):
                 "replicationLag": REPLICATION_LAG,
                 "conflicts": CONFLICTS,
             },
+            query_delay_seconds=SUCCESS_RATIO_DELAY,
         )
 
     @property

@@ -145,3 +145,17 @@ def test_a_missing_series_is_unknown_and_fails_the_run(clean_lab: Lab, tmp_path:
     lag = slo(report, "lag")
     assert lag["verdict"] == "unknown" and lag["measured"] is None
     assert "no lag series" in lag["details"]["reason"]
+
+
+def test_prometheus_sourced_failover_agrees_with_the_router_within_its_bound(
+    clean_lab: Lab, tmp_path: Path
+) -> None:
+    code, report = run_experiment(
+        clean_lab, "region-down", tmp_path, "spec.slos.0.source=prometheus"
+    )
+    failover = slo(report, "failover")
+    assert failover["source"] == "prometheus"
+    assert failover["measured"] is not None, failover
+    truth = router_failover_truth(report, "eu")
+    assert abs(failover["measured"] - truth) <= failover["errorBoundSeconds"], (failover, truth)
+    assert code in (0, 1)

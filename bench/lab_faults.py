@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 import platform
+import shutil
 import statistics
 import sys
 import tempfile
@@ -37,14 +38,26 @@ REGIONS = ("us", "eu", "ap")
 
 CASES: list[tuple[str, dict[str, Any]]] = [
     ("blackhole regions [eu]", {"type": "blackhole", "regions": ["eu"]}),
-    ("blackhole partition [us] | [eu, ap]", {"type": "blackhole", "partition": [["us"], ["eu", "ap"]]}),
-    ("latency ap 100 ms ± 10 ms", {"type": "latency", "regions": ["ap"], "delay": "100ms", "jitter": "10ms"}),
-    ("replicationLag throttle ap 32 kbit", {"type": "replicationLag", "regions": ["ap"], "bandwidth": "32kbit"}),
-    ("replicationLag pause us→eu", {"type": "replicationLag", "links": [["us", "eu"]], "mode": "pause"}),
+    (
+        "blackhole partition [us] vs [eu, ap]",
+        {"type": "blackhole", "partition": [["us"], ["eu", "ap"]]},
+    ),
+    (
+        "latency ap 100 ms ± 10 ms",
+        {"type": "latency", "regions": ["ap"], "delay": "100ms", "jitter": "10ms"},
+    ),
+    (
+        "replicationLag throttle ap 32 kbit",
+        {"type": "replicationLag", "regions": ["ap"], "bandwidth": "32kbit"},
+    ),
+    (
+        "replicationLag pause us→eu",
+        {"type": "replicationLag", "links": [["us", "eu"]], "mode": "pause"},
+    ),
     ("regionDown ap", {"type": "regionDown", "regions": ["ap"]}),
     ("bandwidth eu→us 1 mbit", {"type": "bandwidth", "links": [["eu", "us"]], "rate": "1mbit"}),
     ("packetLoss us 10 %", {"type": "packetLoss", "regions": ["us"], "percent": 10}),
-]  # fmt: skip
+]
 
 _FAULT: TypeAdapter[Fault] = TypeAdapter(Fault)
 
@@ -106,7 +119,8 @@ def main() -> int:
         took = time.monotonic() - t0
     finally:
         control.down(state)
-    print(f"| fault ({repetitions}× each) | effect p50 | effect max | revert p50 | revert max |")
+        shutil.rmtree(state, ignore_errors=True)
+    print(f"| fault ({repetitions}x each) | effect p50 | effect max | revert p50 | revert max |")
     print("|---|---|---|---|---|")
     worst = 0.0
     for label, effects, reverts in results:

@@ -4,7 +4,8 @@ Three separate processes do the work, so no one's event loop or GIL is shared wi
 client: an echo/sink server process (this file with ``--serve``), the lab link proxy
 (``python -m chaosaa.lab.proxy``, started exactly as the lab supervisor starts it, with
 inherited listening sockets), and Toxiproxy (built by ``bench/toxiproxy/build.sh`` into
-``~/.cache/chaosaa/bench/``). The client uses blocking sockets with TCP_NODELAY and
+``~/.cache/chaosaa/bench/``, on first use when Go is available; without Go the table has
+no Toxiproxy column). The client uses blocking sockets with TCP_NODELAY and
 interleaves the paths round by round, so drift on a shared machine hits all of them alike.
 
 Measured, on 127.0.0.1, with the same payloads for every path:
@@ -12,6 +13,8 @@ Measured, on 127.0.0.1, with the same payloads for every path:
   taking turns round trip by round trip;
 - connect + one 64 B round trip + close (what the lab's probes and health checks do);
 - throughput of one stream and of 4 parallel streams (client -> sink);
+- the proxy process's CPU time per 64 B round trip and per MB forwarded (robust to a
+  noisy machine, unlike latency);
 - fidelity: round trip under a 50 ms latency condition (toxic) and the measured rate
   under a 1 mbit (125 kB/s) bandwidth condition (toxic).
 
@@ -109,7 +112,16 @@ class Path_:
     #: apply/clear conditions: (kind, value) -> None; None for the direct path
     condition: Callable[[str, float], None] | None = None
     clear: Callable[[], None] | None = None
+    #: the proxy process (None for the direct path), for its CPU time
+    pid: int | None = None
     results: dict[str, Any] = field(default_factory=dict)
+
+    def cpu(self) -> float:
+        """CPU seconds (user + system) the proxy process has used so far."""
+        if self.pid is None:
+            return 0.0
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _http(method: str, url: str, body: Any = None, timeout: float = 5.0) -> Any:
@@ -182,7 +194,7 @@ def lab_proxy(ports: dict[str, int], workdir: Path) -> Iterator[Path_]:
         def clear() -> None:
             _http("DELETE", f"{url}/conditions")
 
-        yield Path_("lab proxy", port["echo"], port["sink"], condition, clear)
+        yield Path_("lab proxy", port["echo"], port["sink"], condition, clear, proc.pid)
     finally:
         proc.terminate()
         try:
@@ -190,6 +202,18 @@ def lab_proxy(ports: dict[str, int], workdir: Path) -> Iterator[Path_]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def _ensure_toxiproxy() -> bool:
+    """Build the pinned Toxiproxy when it is missing and Go is available."""
+    if TOXIPROXY.exists():
+        return True
+    if shutil.which("go") is None:
+        print(f"{TOXIPROXY} is missing and there is no Go toolchain: no Toxiproxy column")
+        return False
+    script = ROOT / "bench" / "toxiproxy" / "build.sh"
+    subprocess.run(["bash", str(script)], check=True, timeout=600, stdout=subprocess.DEVNULL)
+    return TOXIPROXY.exists()
 
 
 def _toxiproxy_version() -> str:
@@ -220,14 +244,19 @@ def toxiproxy(ports: dict[str, int], workdir: Path) -> Iterator[Path_]:
 
         def condition(kind: str, value: float) -> None:
             proxy = "echo" if kind == "latency" else "sink"
-            attrs = {"latency": int(value * 1000)} if kind == "latency" else {"rate": int(value // 1000)}
+            attrs = (
+                {"latency": int(value * 1000)}
+                if kind == "latency"
+                else {"rate": int(value // 1000)}
+            )
             body = {"type": kind, "stream": "upstream", "attributes": attrs}
             _http("POST", f"{url}/proxies/{proxy}/toxics", body)
 
         def clear() -> None:
             _http("POST", f"{url}/reset")
 
-        yield Path_(f"Toxiproxy {_toxiproxy_version()}", port["echo"], port["sink"], condition, clear)
+        name = f"Toxiproxy {_toxiproxy_version()}"
+        yield Path_(name, port["echo"], port["sink"], condition, clear, proc.pid)
     finally:
         proc.terminate()
         try:
@@ -376,8 +405,7 @@ def machine_notes(extra: dict[str, str]) -> str:
 
 
 def run(quick: bool) -> None:
-    if not TOXIPROXY.exists():
-        sys.exit(f"{TOXIPROXY} is missing: run bench/toxiproxy/build.sh first")
+    have_toxiproxy = _ensure_toxiproxy()
     rounds = 3 if quick else 6
     rtt_n = 300 if quick else 1000
     conn_n = 60 if quick else 150
@@ -390,29 +418,37 @@ def run(quick: bool) -> None:
     try:
         ports = json.loads(server.stdout.readline())
         workdir = Path(tempfile.mkdtemp(prefix="chaosaa-bench-proxy-"))
-        with lab_proxy(ports, workdir) as lab, toxiproxy(ports, workdir) as toxi:
-            paths = [Path_("direct", ports["echo"], ports["sink"]), lab, toxi]
+        with contextlib.ExitStack() as stack:
+            paths = [Path_("direct", ports["echo"], ports["sink"])]
+            paths.append(stack.enter_context(lab_proxy(ports, workdir)))
+            if have_toxiproxy:
+                paths.append(stack.enter_context(toxiproxy(ports, workdir)))
             by_name = {p.name: p.results for p in paths}
-            for p in paths:  # warm-up: connections, caches, JIT-less but page-warm
+            for p in paths:  # warm-up: first connections, buffers, page cache
                 round_trips(p.echo, SMALL, 50)
                 throughput(p.sink, 16 * 1024 * 1024, 1)
             for _ in range(rounds):
                 for key, payload, n in (("small", SMALL, rtt_n), ("large", LARGE, rtt_n // 2)):
+                    cpu = {p.name: p.cpu() for p in paths}
                     for name, values in interleaved_round_trips(paths, payload, n).items():
                         by_name[name].setdefault(key, []).extend(values)
+                    for p in paths:
+                        spent = p.cpu() - cpu[p.name]
+                        p.results[f"cpu_{key}"] = p.results.get(f"cpu_{key}", 0.0) + spent
                 for name, values in interleaved_connects(paths, conn_n).items():
                     by_name[name].setdefault("connect", []).extend(values)
                 for p in random.sample(paths, len(paths)):
+                    cpu_before = p.cpu()
                     p.results.setdefault("tput1", []).append(throughput(p.sink, size, 1))
+                    p.results["cpu_tput1"] = p.results.get("cpu_tput1", 0.0) + p.cpu() - cpu_before
                     p.results.setdefault("tput4", []).append(throughput(p.sink, size, 4))
-            for p in (lab, toxi):
+            for p in paths[1:]:
                 assert p.condition is not None and p.clear is not None
                 p.condition("latency", 0.05)
                 p.results["delayed"] = round_trips(p.echo, SMALL, 20)
                 p.condition("bandwidth", 125_000)
                 p.results["limited"] = limited_rate(p.sink, 256 * 1024)
                 p.clear()
-            toxi_version = toxi.name.split()[-1]
         shutil.rmtree(workdir, ignore_errors=True)
     finally:
         server.stdin.close()
@@ -427,39 +463,50 @@ def run(quick: bool) -> None:
     def row(label: str, cell: Callable[[dict[str, Any]], str]) -> None:
         print(f"| {label} | " + " | ".join(cell(p.results) for p in paths) + " |")
 
+    def quantiles(key: str, *qs: float) -> Callable[[dict[str, Any]], str]:
+        def cell(r: dict[str, Any]) -> str:
+            return " / ".join(_us(_q(r[key], q)) for q in qs) if key in r else "—"
+
+        return cell
+
+    def rate(key: str) -> Callable[[dict[str, Any]], str]:
+        def cell(r: dict[str, Any]) -> str:
+            return f"{statistics.median(r[key]) / 1e6:.0f} MB/s"
+
+        return cell
+
+    def added(r: dict[str, Any]) -> str:
+        # Paired: the direct round trip taken in the same turn, under the same conditions.
+        diffs = [a - b for a, b in zip(r["small"], direct["small"], strict=True)]
+        return f"{_us(_q(diffs, 0.5))} / {_us(_q(diffs, 0.99))}"
+
     for key, label in (("small", "64 B"), ("large", "16 KiB")):
-        n = len(direct[key])
-        row(f"round trip {label} p50 ({n}×)", lambda r, k=key: _us(_q(r[k], 0.5)))
-        row(f"round trip {label} p99", lambda r, k=key: _us(_q(r[k], 0.99)))
+        row(f"round trip {label} p50 ({len(direct[key])}x)", quantiles(key, 0.5))
+        row(f"round trip {label} p99", quantiles(key, 0.99))
+    row("added latency 64 B p50 / p99 (paired with direct)", added)
     row(
-        "added latency 64 B p50 / p99 (vs direct)",
+        f"connect + 64 B round trip p50 / p99 ({len(direct['connect'])}x)",
+        quantiles("connect", 0.5, 0.99),
+    )
+    row(
+        "proxy CPU per 64 B round trip",
+        lambda r: _us(r["cpu_small"] / len(r["small"])) if r.get("cpu_small") else "—",
+    )
+    row(f"throughput 1 stream, {size >> 20} MiB (median of {rounds})", rate("tput1"))
+    row(
+        "proxy CPU per MB forwarded (1 stream)",
         lambda r: (
-            f"{_us(_q(r['small'], 0.5) - _q(direct['small'], 0.5))} / "
-            f"{_us(_q(r['small'], 0.99) - _q(direct['small'], 0.99))}"
+            f"{r['cpu_tput1'] / (size * rounds / 1e6) * 1e3:.2f} ms" if r.get("cpu_tput1") else "—"
         ),
     )
-    row(
-        f"connect + 64 B round trip p50 / p99 ({len(direct['connect'])}×)",
-        lambda r: f"{_us(_q(r['connect'], 0.5))} / {_us(_q(r['connect'], 0.99))}",
-    )
-    for key, label in (("tput1", "1 stream"), ("tput4", "4 streams")):
-        row(
-            f"throughput {label}, {size >> 20} MiB (median of {rounds})",
-            lambda r, k=key: f"{statistics.median(r[k]) / 1e6:.0f} MB/s",
-        )
-    row(
-        "latency 50 ms: round trip p50 / p99",
-        lambda r: (
-            f"{_us(_q(r['delayed'], 0.5))} / {_us(_q(r['delayed'], 0.99))}"
-            if "delayed" in r
-            else "—"
-        ),
-    )
+    row(f"throughput 4 streams, {size >> 20} MiB (median of {rounds})", rate("tput4"))
+    row("latency 50 ms: round trip p50 / p99", quantiles("delayed", 0.5, 0.99))
     row(
         "bandwidth 125 kB/s: measured (256 KiB)",
         lambda r: f"{r['limited'] / 1e3:.1f} kB/s" if "limited" in r else "—",
     )
-    print(f"\n{machine_notes({'Toxiproxy': toxi_version})}; bench took {elapsed:.0f} s")
+    toxi = _toxiproxy_version() if have_toxiproxy else "not built (no Go toolchain)"
+    print(f"\n{machine_notes({'Toxiproxy': toxi})}; bench took {elapsed:.0f} s")
 
 
 def main() -> None:

@@ -59,7 +59,16 @@ def lab() -> None:
 @click.option(
     "-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True
 )
-def up(regions: str, state_dir: str | None, timeout: float, output: str) -> None:
+@click.option(
+    "--owner-pid",
+    type=int,
+    default=None,
+    hidden=True,
+    help="Ephemeral lab: stop by itself when this process exits (used by `chaosaa run`).",
+)
+def up(
+    regions: str, state_dir: str | None, timeout: float, output: str, owner_pid: int | None
+) -> None:
     """Start the lab and return once every component is healthy.
 
     Starts, as unprivileged processes under one detached supervisor: a demo node per
@@ -84,6 +93,7 @@ def up(regions: str, state_dir: str | None, timeout: float, output: str) -> None
             state_dir,
             timeout=timeout,
             progress=progress,
+            owner_pid=owner_pid,
         )
     except ChaosaaError as exc:
         _fail(exc)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import sys
@@ -94,6 +95,12 @@ def _describe(event: str, detail: dict[str, Any]) -> str | None:
     return f"{event}: " + ", ".join(f"{k}={v}" for k, v in detail.items())
 
 
+def _say(line: str) -> None:
+    """Progress must never break a run: a closed pipe (``| head``) only stops the output."""
+    with contextlib.suppress(OSError):
+        click.echo(line, err=True)
+
+
 class PlainProgress:
     """One line per event, timestamped; for logs and CI."""
 
@@ -101,12 +108,12 @@ class PlainProgress:
         self._last_traffic = 0.0
 
     def phase(self, name: str, detail: str = "") -> None:
-        click.echo(f"{_ts(time.time())} == {name}" + (f": {detail}" if detail else ""), err=True)
+        _say(f"{_ts(time.time())} == {name}" + (f": {detail}" if detail else ""))
 
     def event(self, at: float, event: str, detail: dict[str, Any]) -> None:
         text = _describe(event, detail)
         if text:
-            click.echo(f"{_ts(at)}    {text}", err=True)
+            _say(f"{_ts(at)}    {text}")
 
     def traffic(self, sent: int, ok: int, errors: int, by_region: dict[str, int]) -> None:
         now = time.monotonic()
@@ -114,10 +121,7 @@ class PlainProgress:
             return
         self._last_traffic = now
         regions = " ".join(f"{r}={n}" for r, n in sorted(by_region.items()))
-        click.echo(
-            f"{_ts(time.time())}    traffic: {sent} sent, {errors} errors; served by {regions}",
-            err=True,
-        )
+        _say(f"{_ts(time.time())}    traffic: {sent} sent, {errors} errors; served by {regions}")
 
 
 class RichProgress:

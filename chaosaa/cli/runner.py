@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import time
 from dataclasses import replace
@@ -113,7 +114,8 @@ def run_command(
     paths = write_reports(report, directory)
     from rich.console import Console
 
-    render_summary(report, Console(), paths)
+    with contextlib.suppress(OSError):  # a closed stdout must not change the exit code
+        render_summary(report, Console(), paths)
     return int(report.exit_code)
 
 
@@ -147,7 +149,8 @@ def rollback_command(
         spec = TargetSpec.model_validate({"kind": target_kind, "regions": {"all": {}}})
     options = replace(
         _options("rollback", allow_contexts, kubeconfig, lab_state, ephemeral=False),
-        extra={"rollback": True},
+        # without a GameDay, the kind target cleans every kind cluster it finds
+        extra={"rollback": True, "all": gameday is None},
     )
 
     async def go() -> list[str]:

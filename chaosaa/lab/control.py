@@ -127,8 +127,12 @@ def up(
     timeout: float = 60.0,
     progress: Progress | None = None,
     router_policy: dict[str, Any] | None = None,
+    owner_pid: int | None = None,
 ) -> dict[str, Any]:
-    """Start a lab and return its status once every component is healthy."""
+    """Start a lab and return its status once every component is healthy.
+
+    With ``owner_pid`` the lab is ephemeral: it stops by itself once that process exits.
+    """
     try:
         region_list = validate_regions(list(regions or DEFAULT_REGIONS))
     except ValueError as exc:
@@ -161,6 +165,7 @@ def up(
                 prometheus,
                 "--router-policy",
                 json.dumps(router_policy or {}),
+                *(["--owner-pid", str(owner_pid)] if owner_pid is not None else []),
             ],
             stdin=subprocess.DEVNULL,
             stdout=logf,

@@ -57,6 +57,7 @@ CONDITION_TYPES = ("blackhole", "latency", "bandwidth", "loss")
 _ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 #: read buffer per socket: large reads mean few callbacks per megabyte
 _CHUNK = 256 * 1024
+#: first read buffer of a socket; it grows (x4) while reads fill it
 _FIRST_CHUNK = 16 * 1024
 #: queued bytes per stream direction beyond which the source is no longer read
 _QUEUE_BYTES = 2 * 1024 * 1024
@@ -280,6 +281,21 @@ class _Stream:
             self._enqueue(None)
 
     def connected(self) -> None:
+        """The destination is connected: deliver what arrived meanwhile (without a pump
+        task when no condition applies, which is what keeps connection setup cheap)."""
+        dst = self.dst
+        assert dst is not None
+        while self.queue and self.link.state(self.direction) is CLEAR:
+            due, data = self.queue[0]
+            if due > time.monotonic():
+                break
+            self.queue.popleft()
+            if data is None:
+                self._write_eof()
+                break
+            self.queued -= len(data)
+            dst.write(data)
+            self.sent[self.direction] += len(data)
         self._flow()
         self._kick()
 

@@ -37,12 +37,12 @@ from pydantic import ValidationError
 from chaosaa.lab import _runtime
 from chaosaa.lab.faults import ROUTER, FaultPlan, FaultRequest, plan, seconds
 from chaosaa.lab.paths import StatePaths, validate_regions
+from chaosaa.lab.verify import probe_checks, readback_checks
 
 log = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
 READY_TIMEOUT = 60.0
-_PROBE_TIMEOUT = 0.3
 #: children import chaosaa from the same tree as the supervisor, installed or not
 _PKG_ROOT = str(Path(__file__).resolve().parents[2])
 
@@ -137,6 +137,16 @@ class ActiveFault:
         }
 
 
+@dataclass(frozen=True)
+class _Surroundings:
+    #: (link, condition type) pairs that other active faults act on
+    shared: set[tuple[str, str]]
+    #: links whose after-revert probe would say nothing about this fault
+    unprobeable: set[str]
+    #: links another active fault resets (a hang there shows as a reset)
+    dropped: set[str]
+
+
 class FaultApiError(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
@@ -150,8 +160,11 @@ class Supervisor:
         regions: list[str],
         prometheus_bin: str,
         router_policy: dict[str, Any] | None = None,
+        owner_pid: int | None = None,
     ) -> None:
         self.paths = paths
+        #: an ephemeral lab belongs to one `chaosaa run`; it shuts down when that dies
+        self.owner_pid = owner_pid
         self.regions = regions
         self.prometheus_bin = prometheus_bin
         self.router_policy = router_policy or {}
@@ -215,6 +228,9 @@ class Supervisor:
 
         self.node_urls = {r: url(s) for r, s in node_socks.items()}
         self.link_urls = {name: url(s) for name, (s, _, _) in link_socks.items()}
+        self.link_addresses = {
+            name: (HOST, int(s.getsockname()[1])) for name, (s, _, _) in link_socks.items()
+        }
         self.link_info = {
             name: {
                 "url": url(s),
@@ -335,6 +351,19 @@ class Supervisor:
         }
 
     # -- lifecycle -------------------------------------------------------------------
+    async def _watch_owner(self, pid: int) -> None:
+        """Shut down once the process that owns this ephemeral lab is gone (even SIGKILL)."""
+        while True:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                log.warning("owner process %d is gone: shutting the ephemeral lab down", pid)
+                self._shutdown.set()
+                return
+            except PermissionError:
+                pass  # exists, owned by someone else
+            await asyncio.sleep(1.0)
+
     async def run(self) -> None:
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2.0))
         runner = await _runtime.serve_app(self.app(), self.admin_sock)
@@ -355,6 +384,8 @@ class Supervisor:
                 asyncio.create_task(self._watch_children()),
                 asyncio.create_task(self._become_ready()),
             ]
+            if self.owner_pid is not None:
+                tasks.append(asyncio.create_task(self._watch_owner(self.owner_pid)))
             await self._shutdown.wait()
         finally:
             self.phase = "stopping"
@@ -684,53 +715,38 @@ class Supervisor:
             )
 
     async def verify(self, fid: str) -> dict[str, Any]:
-        """Check that a fault is in place (active) or gone (reverted), by observation."""
+        """Check that a fault is in place (active) or gone (reverted): the proxy's read-back
+        of its conditions, node process states, and probes through the links (see
+        :mod:`chaosaa.lab.verify`), gathered concurrently."""
         fault = self.faults.get(fid) or next(
             (f for f in reversed(self.history) if f.id == fid), None
         )
         if fault is None:
             raise FaultApiError(404, f"unknown fault {fid!r}")
         active = fault.state == "active"
-        checks: list[dict[str, Any]] = []
-        for cid in fault.condition_ids:
-            status, _ = await self._proxy("GET", f"/conditions/{cid}")
-            present = status == 200
-            checks.append(
-                {"check": f"condition {cid} present", "ok": present == active, "present": present}
-            )
-        for region in fault.plan.stop_regions:
-            pid = self._node_pid(region)
-            stopped = await asyncio.to_thread(process_state, pid) == "T"
-            checks.append(
-                {"check": f"node {region} stopped", "ok": stopped == active, "stopped": stopped}
-            )
-        busy = self._links_cut_by_others(fid)
-        for cond in fault.plan.conditions:
-            links = [t["link"] for t in cond["targets"]]
-            if cond["type"] == "blackhole":
-                results = await asyncio.gather(*(self._probe(link) for link in links))
-                for link, (ok, rtt, detail) in zip(links, results, strict=True):
-                    if not active and link in busy:
-                        continue
-                    checks.append(
-                        {
-                            "check": f"link {link} {'cut' if active else 'open'}",
-                            "ok": ok != active,
-                            "probe": detail,
-                            "rtt": rtt,
-                        }
-                    )
-            elif cond["type"] == "latency" and active and links:
-                ok, rtt, detail = await self._probe(links[0], cond["delay"] + cond["jitter"] + 1)
-                floor = max(0.0, cond["delay"] - cond["jitter"]) * 0.9
-                checks.append(
-                    {
-                        "check": f"link {links[0]} round trip >= {floor:.3f}s",
-                        "ok": ok and rtt is not None and rtt >= floor,
-                        "rtt": rtt,
-                        "probe": detail,
-                    }
-                )
+        around = self._surroundings(fid)
+        conditions, links, process, probes = await asyncio.gather(
+            self._proxy_json("/conditions"),
+            self._proxy_json("/links"),
+            self._process_checks(fault, active),
+            probe_checks(
+                fault.plan.conditions,
+                self.link_addresses,
+                active=active,
+                skip=around.unprobeable,
+                dropped=around.dropped,
+            ),
+        )
+        checks = readback_checks(
+            zip(fault.condition_ids, fault.plan.conditions, strict=False),
+            {str(c["id"]): c for c in conditions["conditions"]} if conditions else {},
+            {str(link["name"]): link["state"] for link in links["links"]} if links else None,
+            active=active,
+            shared=around.shared,
+        )
+        if fault.condition_ids and not (conditions and links):
+            checks.append({"check": "link proxy answers", "ok": False})
+        checks += process + probes
         return {
             "id": fid,
             "state": fault.state,
@@ -738,22 +754,41 @@ class Supervisor:
             "checks": checks,
         }
 
-    def _links_cut_by_others(self, fid: str) -> set[str]:
-        out: set[str] = set()
-        for other in self.faults.values():
-            if other.id == fid:
-                continue
-            for cond in other.plan.conditions:
-                out.update(t["link"] for t in cond["targets"])
-        return out
+    def _surroundings(self, fid: str) -> _Surroundings:
+        """What the other active faults do to the links, so that verifying one fault does
+        not mistake another fault's effect for its own."""
+        others = [f for f in self.faults.values() if f.id != fid]
+        shared = {
+            (t["link"], c["type"]) for f in others for c in f.plan.conditions for t in c["targets"]
+        }
+        stopped = {r for r, n in self._stop_refs.items() if n > 0}
+        stopped_links = {link for link in self.link_urls if link.split(">", 1)[1] in stopped}
+        dropped = {
+            t["link"]
+            for f in others
+            for c in f.plan.conditions
+            if c["type"] == "blackhole" and c.get("mode") == "drop"
+            for t in c["targets"]
+        }
+        return _Surroundings(shared, {link for link, _ in shared} | stopped_links, dropped)
 
-    async def _probe(
-        self, link: str, limit: float = _PROBE_TIMEOUT
-    ) -> tuple[bool, float | None, str]:
-        """One GET /healthz through a link: does traffic pass, and how long does it take."""
-        started = time.monotonic()
-        ok, detail = await self._http_ok(f"{self.link_urls[link]}/healthz", limit)
-        return ok, (time.monotonic() - started) if ok else None, "ok" if ok else str(detail)
+    async def _proxy_json(self, path: str) -> Any:
+        """A proxy admin GET's JSON body, or None if the proxy did not answer it."""
+        try:
+            status, body = await self._proxy("GET", path)
+        except (aiohttp.ClientError, OSError, TimeoutError):
+            return None
+        return body if status == 200 and isinstance(body, dict) else None
+
+    async def _process_checks(self, fault: ActiveFault, active: bool) -> list[dict[str, Any]]:
+        checks = []
+        for region in fault.plan.stop_regions:
+            pid = self._node_pid(region)
+            stopped = await asyncio.to_thread(process_state, pid) == "T"
+            checks.append(
+                {"check": f"node {region} stopped", "ok": stopped == active, "stopped": stopped}
+            )
+        return checks
 
     # -- HTTP API --------------------------------------------------------------------
     def app(self) -> web.Application:
@@ -906,6 +941,7 @@ def main() -> None:
     parser.add_argument("--regions", required=True)
     parser.add_argument("--prometheus-bin", required=True)
     parser.add_argument("--router-policy", default="{}", help="JSON HealthPolicy overrides")
+    parser.add_argument("--owner-pid", type=int, default=None, help="stop when this pid exits")
     args = parser.parse_args()
     _runtime.setup_logging("supervisor")
     paths = StatePaths(args.state_dir)
@@ -923,6 +959,7 @@ def main() -> None:
             validate_regions(args.regions.split(",")),
             args.prometheus_bin,
             json.loads(args.router_policy),
+            owner_pid=args.owner_pid,
         )
         asyncio.run(sup.run())
     finally:

@@ -220,8 +220,15 @@ class LabTarget(Target):
                 await asyncio.to_thread(tempfile.mkdtemp, prefix="chaosaa-lab-")
             )
             self._owns_tempdir = True
+        # the lab watches this process: a killed run leaves no lab behind
         code, out, err = await self._lab_cli(
-            "up", "--regions", ",".join(self.spec.regions), "-o", "json"
+            "up",
+            "--regions",
+            ",".join(self.spec.regions),
+            "-o",
+            "json",
+            "--owner-pid",
+            str(os.getpid()),
         )
         if code != 0:
             await self.stop_ephemeral()

@@ -292,3 +292,48 @@ def test_prometheus_unreachable_is_exit_4_with_one_line_reason(tmp_path: Path) -
     reason = rep["reason"]
     assert "\n" not in reason and "127.0.0.1:9" in reason and "unreachable" in reason
     assert not (state / "status.json").exists(), "a lab was started although Prometheus was down"
+
+
+def test_an_ephemeral_lab_stops_by_itself_when_the_run_is_killed(tmp_path: Path) -> None:
+    """`chaosaa run` started a temporary lab; SIGKILL of the run leaves nothing behind."""
+    from tests.lab.fixtures import processes_mentioning
+
+    state = tmp_path / "ephemeral-lab"
+    doc = gameday(
+        "ephemeral-killed",
+        faults=[{"name": "eu-dark", "type": "blackhole", "regions": ["eu"], "duration": "120s"}],
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "chaosaa.cli.main",
+        "run",
+        str(write(tmp_path, doc)),
+        "--lab-state",
+        str(state),
+        "--report-dir",
+        str(tmp_path / "r"),
+        "--plain",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+
+        def fault_active() -> bool:
+            doc = state / "lab.json"
+            if not doc.exists():
+                return False
+            sup = json.loads(doc.read_text()).get("supervisor")
+            try:
+                faults = call("GET", f"{sup}/faults", timeout=2)[1]["faults"]
+            except OSError:
+                return False
+            return any(f.get("state") == "active" for f in faults)
+
+        wait_until(fault_active, 90, 0.2, "the ephemeral lab to carry the fault")
+        assert processes_mentioning(str(state))
+        proc.kill()
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    wait_until(lambda: not processes_mentioning(str(state)), 20, 0.2, "the ephemeral lab to stop")

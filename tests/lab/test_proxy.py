@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -293,3 +294,80 @@ async def test_proxy_metrics_count_bytes(rig: Rig) -> None:
         text = await r.text()
     assert 'chaosaa_proxy_bytes_total{direction="up",link="echo"} 4.0' in text
     assert 'chaosaa_proxy_connections_total{link="echo"} 1.0' in text
+
+
+async def test_hang_stops_a_throttled_chunk_midway(rig: Rig) -> None:
+    """A chunk being trickled out by a bandwidth limit must not finish under a new hang:
+    every piece is gated by the link's current state, not by the state it started with."""
+    async with aiohttp.ClientSession() as s:
+        await rig.add(
+            s, type="bandwidth", rate=20_000, targets=[{"link": "echo", "dir": "down"}], ttl=10
+        )
+    reader, writer = await asyncio.open_connection("127.0.0.1", rig.ports["echo"])
+    writer.write(b"z" * 60_000)  # one echo chunk: ~3 s at 20 kB/s
+    await writer.drain()
+    assert await _count_bytes(reader, 0.5) > 0
+    async with aiohttp.ClientSession() as s:
+        await rig.add(s, type="blackhole", targets=[{"link": "echo", "dir": "down"}], ttl=10)
+    await _count_bytes(reader, 0.05)  # what was already on the wire
+    held = await _count_bytes(reader, 0.6)
+    assert held == 0, f"{held} bytes of a throttled chunk passed a hang"
+    writer.close()
+
+
+async def test_conditions_report_their_enforcement_per_link(rig: Rig) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", rig.ports["stream"])
+    assert await _count_bytes(reader, 0.2) > 0
+    async with aiohttp.ClientSession() as s:
+        cond = await rig.add(
+            s, id="cut", type="blackhole", mode="drop", targets=[{"link": "stream"}], ttl=10
+        )
+        assert cond["inEffect"] is True
+        assert {(e["link"], e["dir"]) for e in cond["enforced"]} == {
+            ("stream", "up"),
+            ("stream", "down"),
+        }
+        assert all(e["effective"] and e["uncut"] == 0 for e in cond["enforced"])
+        slow = await rig.add(
+            s, type="latency", delay=0.05, targets=[{"link": "echo", "dir": "up"}], ttl=10
+        )
+        assert slow["inEffect"] is True and len(slow["enforced"]) == 1
+        async with s.get(f"{rig.admin}/links") as r:
+            links = {link["name"]: link for link in (await r.json())["links"]}
+    assert links["echo"]["state"]["up"]["delay"] == 0.05
+    assert links["echo"]["state"]["down"]["delay"] == 0
+    assert links["sink"]["state"]["up"] == links["sink"]["state"]["down"]
+    assert links["sink"]["state"]["up"]["blackhole"] is None
+    assert await _count_bytes(reader, 0.3) == -1
+    writer.close()
+
+
+JITTER: dict[str, Any] = {
+    "id": "j",
+    "type": "latency",
+    "delay": 0.005,
+    "jitter": 0.004,
+    "targets": [{"link": "echo"}],
+    "ttl": 10,
+}
+
+
+async def test_streams_stay_intact_when_conditions_come_and_go(rig: Rig) -> None:
+    """Switching between the direct path and the queued path keeps every byte in order."""
+    payload = random.Random(7).randbytes(3 * 1024 * 1024)
+    reader, writer = await asyncio.open_connection("127.0.0.1", rig.ports["echo"])
+
+    async def send() -> None:
+        for i in range(0, len(payload), 100_000):
+            writer.write(payload[i : i + 100_000])
+            await writer.drain()
+            if i == 1_000_000:
+                rig.proxy.add_condition(JITTER)
+            elif i == 2_000_000:
+                rig.proxy.remove("j")
+
+    sender = asyncio.create_task(send())
+    echoed = await asyncio.wait_for(reader.readexactly(len(payload)), 20)
+    await sender
+    writer.close()
+    assert echoed == payload

@@ -182,6 +182,22 @@ def test_fault_lifecycle_inject_verify_renew_revert(clean_lab: Lab) -> None:
     assert request("GET", f"{lab.region_url('eu')}/healthz")[0] == 200
 
 
+def test_verify_fails_when_the_proxy_no_longer_applies_the_condition(clean_lab: Lab) -> None:
+    lab = clean_lab
+    lab.inject(id="bh-lost", type="blackhole", regions=["eu"], ttl=10)
+    _, verify = call("GET", f"{lab.supervisor}/faults/bh-lost/verify")
+    assert verify["verified"], verify
+    # Remove the link condition behind the supervisor's back: the fault is still "active"
+    # in its books, but nothing cuts the links any more.
+    assert call("DELETE", f"{lab.proxy}/conditions/bh-lost.0")[0] == 200
+    _, verify = call("GET", f"{lab.supervisor}/faults/bh-lost/verify")
+    assert verify["state"] == "active" and not verify["verified"]
+    checks = {c["check"]: c for c in verify["checks"]}
+    assert checks["condition bh-lost.0 (blackhole) in effect on every target"]["ok"] is False
+    assert checks["link router>eu cut"]["probe"]["outcome"] == "answered"
+    lab.revert("bh-lost")
+
+
 def test_region_down_stops_and_resumes_the_node_process(clean_lab: Lab) -> None:
     lab = clean_lab
     pid = lab.live_status()["regions"]["ap"]["pid"]

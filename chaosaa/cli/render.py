@@ -32,8 +32,10 @@ def render_plan(plan: Plan, output: str) -> None:
     )
     say(f"2. traffic: {plan.traffic}")
     say(f"3. steady state after {format_duration(plan.warmup)} warm-up:")
-    for name, promql, expect in plan.steady_state or [("(none)", "", "")]:
-        say(f"     {name}: {promql} {expect}".rstrip())
+    for name, promql, expect in plan.steady_state:
+        say(f"     {name}: {promql} {expect}")
+    if not plan.steady_state:
+        say("     (none)")
     say("4. inject (offsets from the start of injection; every fault renews its TTL):")
     for f in plan.faults:
         say(
@@ -48,8 +50,10 @@ def render_plan(plan: Plan, output: str) -> None:
             say(f"     {name}: {promql} {expect} (for {format_duration(for_)})")
     say("5. revert every fault (always), then recover: " + plan.recovery)
     say("6. verify SLOs:")
-    for name, objective, how in plan.slos or [("(none)", "", "")]:
-        say(f"     {name} {objective}: {how}".rstrip())
+    for name, objective, how in plan.slos:
+        say(f"     {name} {objective}: {how}")
+    if not plan.slos:
+        say("     (none)")
     say("7. report: report.json, junit.xml, report.html")
     for note in plan.notes:
         say(f"note: {note}")

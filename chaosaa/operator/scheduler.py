@@ -64,10 +64,16 @@ class Entry:
     due_at: float | None = None
     next_slot: float | None = None
     busy: bool = False
+    #: changed while an evaluation was in flight: evaluate again right after it
+    recheck: bool = False
     #: the last slot we told the user is waiting under Forbid (one event per slot)
     waiting_for: float | None = None
     #: status values last written, to write only changes
     written: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def settings(self) -> tuple[str | None, str, bool, str, float | None]:
+        return self.cron, self.zone, self.suspend, self.policy, self.deadline
 
     @property
     def ref(self) -> ObjectRef:
@@ -111,46 +117,54 @@ class Scheduler:
         namespace, name = runs.key(body)
         spec = gameday.spec
         now = self.clock.now()
-        old = self.entries.get((namespace, name))
         status = body.get("status") or {}
         last = runs.parse_time(status.get("lastScheduleTime"))
-        created = runs.parse_time(body["metadata"].get("creationTimestamp")) or time.time()
-        since = max(last or -math.inf, self.clock.from_wall(created))
-        if old is not None:
-            since = max(since, old.since)
-            if old.suspend and not spec.suspend:
-                # slots that passed while suspended are skipped, not run late on resume
-                since = max(since, now)
-        entry = Entry(
-            namespace=namespace,
-            name=name,
-            body=dict(body),
-            cron=spec.schedule,
-            zone=spec.time_zone,
-            suspend=spec.suspend,
-            policy=spec.concurrency_policy,
-            deadline=(
-                float(spec.starting_deadline_seconds)
-                if spec.starting_deadline_seconds is not None
-                else None
-            ),
-            since=since,
-            last_fired=_latest(last, old.last_fired if old else None),
-            busy=old.busy if old else False,
-            waiting_for=old.waiting_for if old else None,
-            written=old.written if old else {},
+        settings = (
+            spec.schedule,
+            spec.time_zone,
+            spec.suspend,
+            spec.concurrency_policy,
+            float(spec.starting_deadline_seconds)
+            if spec.starting_deadline_seconds is not None
+            else None,
         )
-        if not entry.written:
-            entry.written = {
-                "lastScheduleTime": status.get("lastScheduleTime"),
-                "nextScheduleTime": status.get("nextScheduleTime"),
-            }
-        if entry.cron and not entry.suspend:
+        entry = self.entries.get((namespace, name))
+        if entry is None:
+            created = runs.parse_time(body["metadata"].get("creationTimestamp")) or time.time()
+            entry = Entry(
+                namespace=namespace,
+                name=name,
+                body=dict(body),
+                cron=None,
+                zone="UTC",
+                suspend=False,
+                policy="Forbid",
+                deadline=None,
+                since=max(last or -math.inf, self.clock.from_wall(created)),
+                last_fired=last,
+                written={
+                    "lastScheduleTime": status.get("lastScheduleTime"),
+                    "nextScheduleTime": status.get("nextScheduleTime"),
+                },
+            )
+            self.entries[(namespace, name)] = entry
+            changed = True
+        else:
+            # the same object, updated in place: an evaluation may be in flight
+            entry.body = dict(body)
+            changed = settings != entry.settings
+            if last is not None and (entry.last_fired is None or last > entry.last_fired):
+                entry.since = max(entry.since, last)
+                entry.last_fired = last
+                changed = True
+            if entry.suspend and not spec.suspend:
+                # slots that passed while suspended are skipped, not run late on resume
+                entry.since = max(entry.since, now)
+        entry.cron, entry.zone, entry.suspend, entry.policy, entry.deadline = settings
+        if changed:
             entry.due_at = now  # evaluate at once: a slot may be due (e.g. after a restart)
-        elif entry.written.get("nextScheduleTime") is not None:
-            entry.due_at = now  # clear nextScheduleTime
-        self.entries[(namespace, name)] = entry
-        self._wake.set()
+            entry.recheck = entry.busy
+            self._wake.set()
 
     def remove(self, namespace: str, name: str) -> None:
         """The GameDay is gone or invalid: no more scheduled runs."""
@@ -215,12 +229,14 @@ class Scheduler:
             entry.due_at = self.clock.now() + self.clock.scale * 5.0
         finally:
             entry.busy = False
+            if entry.recheck:
+                entry.recheck = False
+                entry.due_at = self.clock.now()
             self._wake.set()
 
     async def _evaluate_entry(self, entry: Entry) -> None:
-        current = self.entries.get((entry.namespace, entry.name))
-        if current is not entry:
-            return  # replaced by a newer version of the GameDay, or removed
+        if self.entries.get((entry.namespace, entry.name)) is not entry:
+            return  # removed
         if entry.cron is None or entry.suspend:
             entry.due_at = None
             await self._write_status(entry, next_time=None)
@@ -308,8 +324,3 @@ class Scheduler:
         changes["active"] = self.active_runs(entry.namespace, entry.name)
         if await self.op.patch_gameday_status(entry.namespace, entry.name, changes):
             entry.written.update(changes)
-
-
-def _latest(*instants: float | None) -> float | None:
-    known = [i for i in instants if i is not None]
-    return max(known) if known else None

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -47,8 +46,9 @@ class Operator:
                 duration=config.lease_duration,
             )
         self.health: HealthServer | None = None
-        #: set to stop kopf (the lease was lost)
-        self.stop_flag = threading.Event()
+        #: set to stop kopf (the lease was lost). An asyncio.Event: kopf waits for a
+        #: threading.Event in a worker thread that would keep the process from exiting
+        self.stop_flag = asyncio.Event()
         #: GameDay validation results by (uid, generation): validating 500 specs on every
         #: status change would be wasted work
         self.validated: dict[str, tuple[int, GameDay | None, str | None]] = {}

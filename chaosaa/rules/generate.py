@@ -309,16 +309,17 @@ def _tc_batch(fault: NodeFault, slot: int, device: str) -> list[str]:
 
 
 def _tc_delete(fault: NodeFault, slot: int, device: str) -> list[Command]:
-    cmds = [
-        Command(
-            ("tc", "filter", "del", "dev", device, "parent", TC_ROOT, "pref", str(pref)),
-            tolerate=GONE,
-        )
+    """One ``tc -force -batch``: the fault's filters, then its class (and leaf qdisc).
+
+    ``-force`` goes on past objects that are already gone, so this is idempotent; the
+    read-back (:func:`absent`) is what proves a revert.
+    """
+    lines = [
+        f"filter del dev {device} parent {TC_ROOT} pref {pref}"
         for pref in _prefs(fault, slot).values()
     ]
-    cls_del = ("tc", "class", "del", "dev", device, "classid", tc_class(slot))
-    cmds.append(Command(cls_del, tolerate=GONE))
-    return cmds
+    lines.append(f"class del dev {device} classid {tc_class(slot)}")
+    return [Command(("tc", "-force", "-batch", "-"), stdin="\n".join(lines) + "\n", tolerate=GONE)]
 
 
 def _tc_root_add(device: str) -> Command:

@@ -130,6 +130,22 @@ async def kcall(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         raise
 
 
+JSON_PATCH = "application/json-patch+json"
+
+
+def _escape(key: str) -> str:
+    return key.replace("~", "~0").replace("/", "~1")
+
+
+def _add_map_entries(
+    path: str, current: Mapping[str, str] | None, entries: Mapping[str, str]
+) -> list[dict[str, Any]]:
+    """JSON-patch ops setting ``entries`` in the map at ``path`` (creating the map)."""
+    if current is None:
+        return [{"op": "add", "path": path, "value": dict(entries)}]
+    return [{"op": "add", "path": f"{path}/{_escape(k)}", "value": v} for k, v in entries.items()]
+
+
 def _now() -> float:
     return time.time()
 
@@ -547,7 +563,8 @@ class KubernetesTarget(Target):
     async def _clients(self) -> dict[str, Any]:
         from kubernetes import config
 
-        config_file = self.options.kubeconfig
+        # KUBECONFIG is read now, not when the kubernetes package was imported
+        config_file = self.options.kubeconfig or os.environ.get("KUBECONFIG") or None
         contexts = sorted({r.context for r in self.spec.regions.values() if r.context})
 
         def load() -> dict[str, Any]:
@@ -616,9 +633,11 @@ class KubernetesTarget(Target):
         await asyncio.gather(
             *(check_ns(r, ns) for r in self._regions.values() for ns in r.namespaces)
         )
+        # every region's nodes: their addresses place node rules, and the preflight sweep
+        # of expired leftovers covers them; only touched ones must not be protected
+        await asyncio.gather(*(self._load_nodes(r) for r in self._regions.values()))
         node_regions = {r for f in self._faults for r in self._fault_regions(f)}
         needs_nodes = [r for r in self._regions.values() if r.name in node_regions]
-        await asyncio.gather(*(self._load_nodes(r) for r in needs_nodes))
         for region in needs_nodes:
             for node in region.nodes:
                 if (_meta(node).get("labels") or {}).get(LABEL_PROTECTED) == "true":
@@ -788,6 +807,36 @@ class KubernetesTarget(Target):
         }
 
     async def inject(self, fault: Fault, ttl: float) -> AppliedFault:
+        """Inject; if cancelled midway (SIGTERM) or failing, undo it before re-raising.
+
+        API calls run in threads and cannot be called back once sent, so a cancelled
+        injection is completed and reverted rather than abandoned half-done.
+        """
+        work = asyncio.ensure_future(self._inject(fault, ttl))
+        try:
+            return await asyncio.shield(work)
+        except asyncio.CancelledError:
+            await asyncio.shield(self._undo_cancelled(work, fault))
+            raise
+        except ChaosaaError:
+            # a half-done injection: whatever was created carries our labels
+            await asyncio.shield(self._undo_cancelled(work, fault))
+            raise
+
+    async def _undo_cancelled(self, work: asyncio.Future[AppliedFault], fault: Fault) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(asyncio.shield(work), timeout=30)
+        try:
+            applied = work.result() if work.done() and not work.exception() else None
+        except asyncio.CancelledError:
+            applied = None
+        applied = applied or AppliedFault(fault, nf.label_value(fault.name))
+        try:
+            await self.revert(applied)
+        except ChaosaaError as exc:
+            log.error("fault %s: revert after an interrupted injection failed: %s", fault.name, exc)
+
+    async def _inject(self, fault: Fault, ttl: float) -> AppliedFault:
         applied = AppliedFault(fault, nf.label_value(fault.name), self.plan(fault))
         if isinstance(fault, RegionDownFault):
             await self._scale_down(applied, ttl)
@@ -911,7 +960,10 @@ class KubernetesTarget(Target):
         workloads: list[tuple[str, str, str, str]] = []
         replicas: dict[str, int] = {}
         nodes: list[tuple[str, str]] = []
-        applied.state.update(workloads=workloads, replicas=replicas, nodes=nodes)
+        selectors: dict[str, str | None] = {}
+        applied.state.update(
+            workloads=workloads, replicas=replicas, nodes=nodes, selectors=selectors
+        )
 
         async def one_region(name: str) -> None:
             region = self._region(name)
@@ -919,11 +971,15 @@ class KubernetesTarget(Target):
             scaled = await asyncio.gather(
                 *(self._scale_one(region, kind, obj, labels, expires) for kind, obj in found)
             )
+            specs = {(_meta(o)["namespace"], _meta(o)["name"], k): o.get("spec") for k, o in found}
             for item in scaled:
                 if item is not None:
                     kind, ns, wname, before = item
                     workloads.append((name, kind, ns, wname))
-                    replicas[f"{name}/{kind}/{ns}/{wname}"] = before
+                    key = f"{name}/{kind}/{ns}/{wname}"
+                    replicas[key] = before
+                    spec = specs.get((ns, wname, kind)) or {}
+                    selectors[key] = workload_selector(spec.get("selector"))
             if not region.nodes:
                 await self._load_nodes(region)
             cordoned = await asyncio.gather(
@@ -950,33 +1006,32 @@ class KubernetesTarget(Target):
             if kind == "Deployment"
             else apps.patch_namespaced_stateful_set
         )
-        for _ in range(3):
+        for _ in range(5):
             annotations = meta.get("annotations") or {}
             replicas = (obj.get("spec") or {}).get("replicas")
-            replicas = 1 if replicas is None else int(replicas)
+            if replicas is None:
+                return None  # not a scalable workload spec
             # An earlier, crashed run's record is the true original: keep it.
             before = int(annotations.get(ANN_REPLICAS, replicas))
             if before == 0:
                 return None
-            patch = {
-                "metadata": {
-                    "resourceVersion": meta["resourceVersion"],
-                    "labels": dict(labels),
-                    "annotations": {
-                        ANN_REPLICAS: str(before),
-                        ANN_EXPIRES: expires,
-                        ANN_RUN: self.options.run_id,
-                    },
-                },
-                "spec": {"replicas": 0},
-            }
+            marks = {ANN_REPLICAS: str(before), ANN_EXPIRES: expires, ANN_RUN: self.options.run_id}
+            # A JSON patch whose `test` guards the replica count we read: status updates
+            # by the controllers (which change resourceVersion all the time) do not
+            # conflict, a concurrent scale does.
+            patch = [
+                {"op": "test", "path": "/spec/replicas", "value": replicas},
+                *_add_map_entries("/metadata/labels", meta.get("labels"), labels),
+                *_add_map_entries("/metadata/annotations", meta.get("annotations"), marks),
+                {"op": "replace", "path": "/spec/replicas", "value": 0},
+            ]
             try:
-                await kcall(fn, name, ns, patch)
+                await kcall(fn, name, ns, patch, _content_type=JSON_PATCH)
                 return kind, ns, name, before
             except ApiError as exc:
                 if exc.status == 404:
                     return None
-                if exc.status != 409:
+                if exc.status not in (409, 422):
                     raise FaultError(f"{kind} {ns}/{name} in {region.context}: {exc}") from exc
             fresh = await self._read_workload(region.name, kind, ns, name)
             if fresh is None:
@@ -1008,68 +1063,85 @@ class KubernetesTarget(Target):
         client = _client_api()
         core = client.CoreV1Api(region.api)
         meta = _meta(node)
-        for _ in range(3):
-            if (node.get("spec") or {}).get("unschedulable"):
+        for _ in range(5):
+            spec = node.get("spec") or {}
+            if spec.get("unschedulable"):
                 return None  # cordoned by someone else: not ours to uncordon
-            patch = {
-                "metadata": {
-                    "resourceVersion": meta["resourceVersion"],
-                    "labels": dict(labels),
-                    "annotations": {
-                        ANN_CORDONED: "true",
-                        ANN_EXPIRES: expires,
-                        ANN_RUN: self.options.run_id,
-                    },
-                },
-                "spec": {"unschedulable": True},
-            }
+            marks = {ANN_CORDONED: "true", ANN_EXPIRES: expires, ANN_RUN: self.options.run_id}
+            # guarded like the scale-down; kwok/kubelet heartbeats must not conflict
+            guard = (
+                [{"op": "test", "path": "/spec/unschedulable", "value": False}]
+                if "unschedulable" in spec
+                else []
+            )
+            patch = [
+                *guard,
+                *_add_map_entries("/metadata/labels", meta.get("labels"), labels),
+                *_add_map_entries("/metadata/annotations", meta.get("annotations"), marks),
+                {"op": "add", "path": "/spec/unschedulable", "value": True},
+            ]
             try:
-                await kcall(core.patch_node, meta["name"], patch)
+                await kcall(core.patch_node, meta["name"], patch, _content_type=JSON_PATCH)
                 return str(meta["name"])
             except ApiError as exc:
                 if exc.status == 404:
                     return None
-                if exc.status != 409:
+                if exc.status not in (409, 422):
                     raise FaultError(f"node {meta['name']}: cordon failed: {exc}") from exc
             node = await kcall(core.read_node, meta["name"])
             meta = _meta(node)
         raise FaultError(f"node {meta['name']}: kept changing while being cordoned")
 
     async def _scaled_down(self, applied: AppliedFault) -> bool:
+        """Pods of every scaled workload gone, nodes cordoned (read back from the API).
+
+        What has been seen done stays done (replicas are 0, nobody uncordons), so each
+        poll only asks about the rest: the engine polls every 10 ms.
+        """
         client = _client_api()
+        done: set[str] = applied.state.setdefault("verified", set())
 
-        async def workload_gone(region: str, kind: str, ns: str, name: str) -> bool:
-            obj = await self._read_workload(region, kind, ns, name)
-            if obj is None:
-                return True
-            status = obj.get("status") or {}
-            if status.get("replicas") or status.get("terminatingReplicas"):
-                return False
-            sel = workload_selector((obj.get("spec") or {}).get("selector"))
-            if sel is None:
-                return True
-            core = client.CoreV1Api(self._region(region).api)
-            pods = await kcall(core.list_namespaced_pod, ns, label_selector=sel, limit=1)
-            return not pods.get("items")
+        async def workload_gone(region: str, kind: str, ns: str, name: str) -> None:
+            key = f"{region}/{kind}/{ns}/{name}"
+            sel = applied.state["selectors"].get(key)
+            if sel is not None:  # terminating pods still count
+                core = client.CoreV1Api(self._region(region).api)
+                pods = await kcall(core.list_namespaced_pod, ns, label_selector=sel, limit=1)
+                if pods.get("items"):
+                    return
+            done.add(key)
 
-        async def cordoned(region: str, name: str) -> bool:
+        async def cordoned(region: str, name: str) -> None:
             core = client.CoreV1Api(self._region(region).api)
             node = await kcall(core.read_node, name)
-            return bool((node.get("spec") or {}).get("unschedulable"))
+            if (node.get("spec") or {}).get("unschedulable"):
+                done.add(f"{region}/node/{name}")
 
-        results = await asyncio.gather(
-            *(workload_gone(*w) for w in applied.state.get("workloads", [])),
-            *(cordoned(*n) for n in applied.state.get("nodes", [])),
+        await asyncio.gather(
+            *(
+                workload_gone(*w)
+                for w in applied.state.get("workloads", [])
+                if "/".join(w) not in done
+            ),
+            *(
+                cordoned(*n)
+                for n in applied.state.get("nodes", [])
+                if f"{n[0]}/node/{n[1]}" not in done
+            ),
         )
-        return all(results)
+        wanted = len(applied.state.get("workloads", [])) + len(applied.state.get("nodes", []))
+        return len(done) >= wanted
 
     async def _restore_region(self, region: Region, labels: str) -> None:
-        for kind, obj in await _list_workloads(region.api, region.namespaces, labels):
-            await _restore_workload(region.api, kind, obj)
         client = _client_api()
-        body = await kcall(client.CoreV1Api(region.api).list_node, label_selector=labels)
-        for node in body.get("items") or []:
-            await _uncordon(region.api, node)
+        found, nodes = await asyncio.gather(
+            _list_workloads(region.api, region.namespaces, labels),
+            kcall(client.CoreV1Api(region.api).list_node, label_selector=labels),
+        )
+        await asyncio.gather(
+            *(_restore_workload(region.api, kind, obj) for kind, obj in found),
+            *(_uncordon(region.api, node) for node in nodes.get("items") or []),
+        )
 
     # -- blackhole: NetworkPolicies ----------------------------------------------------
     async def _addresses(self) -> dict[str, list[str]]:
@@ -1206,7 +1278,11 @@ class KubernetesTarget(Target):
                 raise
             return True
 
-        return all(await asyncio.gather(*(present(*p) for p in applied.state["policies"])))
+        seen: set[tuple[str, str, str]] = applied.state.setdefault("policiesSeen", set())
+        todo = [tuple(p) for p in applied.state["policies"] if tuple(p) not in seen]
+        found = await asyncio.gather(*(present(*p) for p in todo))
+        seen.update(p for p, ok in zip(todo, found, strict=True) if ok)
+        return len(seen) == len(applied.state["policies"])
 
     async def _delete_policies(self, region: Region, labels: str) -> None:
         client = _client_api()

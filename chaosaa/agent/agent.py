@@ -1,0 +1,549 @@
+"""The node agent: turns the NetworkFaults of its node into nft/tc rules, and back.
+
+Life of a NetworkFault on the agent's node:
+
+1. seen (watch): its finalizer is added, the rules from :mod:`chaosaa.rules` are applied,
+   ``status.phase`` becomes ``Applied`` (or ``Failed`` with the reason, rules undone);
+2. renewed: each new ``spec.expiresAt`` pushes the local deadline to *now + ttlSeconds*
+   (measured on the agent's monotonic clock, so clock skew cannot shorten or stretch it);
+3. reverted when the object is deleted (then the finalizer goes), when the deadline passes
+   without a renewal (the dead-man switch: ``Reverted``, reason ``Expired``; it stays
+   reverted), or when the agent stops.
+
+At start the agent removes every chaosaa rule on the node (a crashed predecessor's), then
+re-applies the faults that are still live. On SIGTERM it reverts everything it applied.
+Rule execution never waits for the API server: status updates are written in the
+background, and expiry is checked on a timer of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from chaosaa.agent.node import NodeShell, devices, route_device
+from chaosaa.errors import ChaosaaError, FaultError, InvalidInputError
+from chaosaa.rules import resource as nf
+from chaosaa.rules.execute import Transport, execute, execute_all
+from chaosaa.rules.generate import MAX_SLOT, NodeRules, rules_for, teardown
+from chaosaa.rules.model import NodeFault
+from chaosaa.targets.kubernetes import REQUEST_TIMEOUT, ApiError, kcall, micro_time, sweep
+
+log = logging.getLogger(__name__)
+
+#: (connect, read) timeout of the watch request; the server ends it after WATCH_SECONDS
+WATCH_SECONDS = 20
+WATCH_TIMEOUT = (3.05, WATCH_SECONDS + 5.0)
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """What one agent process does (from flags and CHAOSAA_* variables)."""
+
+    node: str | None
+    netns: str | None = None
+    device: str | None = None
+    namespace: str = nf.AGENT_NAMESPACE
+    #: seconds between heartbeat Lease renewals; the Lease lives 3x as long
+    heartbeat: float = 5.0
+    #: how often deadlines are checked
+    tick: float = 0.1
+    #: also restore expired kubernetes-side artefacts (scale-downs, cordons, policies)
+    janitor: bool = False
+    janitor_interval: float = 2.0
+    command_timeout: float = 10.0
+
+
+@dataclass
+class Tracked:
+    """One NetworkFault of this node, as the agent knows it."""
+
+    name: str
+    uid: str
+    fault: NodeFault | None
+    spec_hash: str
+    expires_at: str
+    deadline: float
+    generation: int = 0
+    rules: NodeRules | None = None
+    #: terminal without a new spec: expired (dead-man switch) or failed
+    settled: bool = False
+    status: dict[str, Any] = field(default_factory=dict)
+
+
+def _spec_hash(spec: dict[str, Any]) -> str:
+    stable = {k: v for k, v in spec.items() if k not in ("expiresAt", "ttlSeconds")}
+    return hashlib.sha256(json.dumps(stable, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _stamp(ts: float | None = None) -> str:
+    return nf.format_time(time.time() if ts is None else ts)
+
+
+class Agent:
+    """``await Agent(config, api_client).run(stop)`` until ``stop`` is set."""
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        api: Any,
+        *,
+        transport: Transport | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.api = api
+        self.shell = NodeShell(config.netns, config.command_timeout)
+        self.run_cmd: Transport = transport or self.shell
+        self.clock = clock
+        self.tracked: dict[str, Tracked] = {}
+        self.allow: tuple[str, ...] = ()
+        self._lock = asyncio.Lock()
+        self._events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        self._stopping = threading.Event()
+        self._status_dirty: dict[str, dict[str, Any]] = {}
+        self._status_wakeup = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self.ready = asyncio.Event()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self._loop = asyncio.get_running_loop()
+        background: list[asyncio.Task[Any]] = []
+        try:
+            if self.config.node:
+                await self.recover()
+                self.allow = await self._api_server_addresses()
+                self._thread = threading.Thread(
+                    target=self._watch_loop, name=f"watch-{self.config.node}", daemon=True
+                )
+                self._thread.start()
+                background += [
+                    asyncio.create_task(self._expiry_loop(), name="expiry"),
+                    asyncio.create_task(self._status_loop(), name="status"),
+                    asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
+                ]
+            if self.config.janitor:
+                background.append(asyncio.create_task(self._janitor_loop(), name="janitor"))
+            self.ready.set()
+            while not stop.is_set():
+                try:
+                    kind, obj = await asyncio.wait_for(self._events.get(), timeout=0.2)
+                except TimeoutError:
+                    continue
+                try:
+                    await self._handle(kind, obj)
+                except ChaosaaError as exc:
+                    log.warning("handling %s failed: %s", kind, exc)
+        finally:
+            self._stopping.set()
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+            if self.config.node:
+                await asyncio.shield(self.shutdown())
+
+    async def recover(self) -> None:
+        """Remove every chaosaa rule on the node: what a crashed agent left behind."""
+        devs = await devices(self.shell)
+        failures = await execute_all(teardown(devs), self.run_cmd)
+        for f in failures:
+            log.warning("startup cleanup: %s", f)
+        log.info("node %s: removed any chaosaa rules left on %s", self.config.node, devs)
+
+    async def shutdown(self) -> None:
+        """SIGTERM: revert everything applied, report it, drop the heartbeat."""
+        async with self._lock:
+            for t in self.tracked.values():
+                if t.rules is not None:
+                    await self._revert(t, "AgentStopped", "the agent stopped; rules reverted")
+        with contextlib.suppress(ChaosaaError):
+            await self.recover()
+        await self._flush_status(deadline=2.0)
+        from kubernetes import client
+
+        with contextlib.suppress(ChaosaaError):
+            await kcall(
+                client.CoordinationV1Api(self.api).delete_namespaced_lease,
+                nf.agent_lease_name(str(self.config.node)),
+                self.config.namespace,
+                timeout=(2.0, 2.0),
+            )
+
+    # ------------------------------------------------------------------ watch
+
+    def _post(self, kind: str, obj: Any) -> None:
+        assert self._loop is not None
+        with contextlib.suppress(RuntimeError):  # loop closed during shutdown
+            self._loop.call_soon_threadsafe(self._events.put_nowait, (kind, obj))
+
+    def _watch_loop(self) -> None:
+        """Thread: list + watch this node's NetworkFaults, posting events to the loop."""
+        from kubernetes import client, watch
+
+        objs = client.CustomObjectsApi(self.api)
+        sel = f"{nf.LABEL_NODE}={nf.label_value(str(self.config.node))}"
+        backoff = 0.2
+        while not self._stopping.is_set():
+            try:
+                resp: Any = objs.list_cluster_custom_object(
+                    nf.GROUP,
+                    nf.VERSION,
+                    nf.PLURAL,
+                    label_selector=sel,
+                    _request_timeout=REQUEST_TIMEOUT,
+                    _preload_content=False,
+                )
+                body = json.loads(resp.data)
+                self._post("SYNC", body.get("items") or [])
+                rv = body["metadata"]["resourceVersion"]
+                while not self._stopping.is_set():
+                    w = watch.Watch()  # type: ignore[no-untyped-call]
+                    for event in w.stream(  # type: ignore[no-untyped-call]
+                        objs.list_cluster_custom_object,
+                        nf.GROUP,
+                        nf.VERSION,
+                        nf.PLURAL,
+                        label_selector=sel,
+                        resource_version=rv,
+                        timeout_seconds=WATCH_SECONDS,
+                        _request_timeout=WATCH_TIMEOUT,
+                    ):
+                        if self._stopping.is_set():
+                            w.stop()  # type: ignore[no-untyped-call]
+                            break
+                        obj = event.get("raw_object") or {}
+                        if event.get("type") == "ERROR":
+                            raise RuntimeError(f"watch error: {obj.get('message')}")
+                        rv = (obj.get("metadata") or {}).get("resourceVersion", rv)
+                        if event.get("type") != "BOOKMARK":
+                            self._post(str(event.get("type")), obj)
+                    backoff = 0.2
+            except Exception as exc:  # any failure: list again after a pause
+                if self._stopping.is_set():
+                    return
+                log.info("watch of NetworkFaults failed (%s); listing again", exc)
+                self._stopping.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    # ------------------------------------------------------------------ events
+
+    async def _handle(self, kind: str, obj: Any) -> None:
+        if kind == "SYNC":
+            present = {(o.get("metadata") or {}).get("uid") for o in obj}
+            for uid in [u for u in self.tracked if u not in present]:
+                await self._forget(uid, "the NetworkFault is gone")
+            for o in obj:
+                await self._object(o)
+        elif kind in ("ADDED", "MODIFIED"):
+            await self._object(obj)
+        elif kind == "DELETED":
+            uid = str((obj.get("metadata") or {}).get("uid"))
+            if uid in self.tracked:
+                await self._forget(uid, "the NetworkFault was deleted")
+
+    async def _forget(self, uid: str, why: str) -> None:
+        async with self._lock:
+            t = self.tracked.pop(uid, None)
+            if t is not None and t.rules is not None:
+                await self._revert(t, "Deleted", why, report=False)
+
+    async def _object(self, obj: dict[str, Any]) -> None:
+        meta, spec = obj.get("metadata") or {}, obj.get("spec") or {}
+        if spec.get("node") != self.config.node:
+            return
+        name, uid = str(meta.get("name")), str(meta.get("uid"))
+        finalizers = meta.get("finalizers") or []
+        if meta.get("deletionTimestamp"):
+            await self._forget(uid, "the NetworkFault is being deleted")
+            if nf.FINALIZER in finalizers:
+                await self._set_finalizer(name, meta, present=False)
+            return
+        expires_at = str(spec.get("expiresAt") or "")
+        ttl = float(spec.get("ttlSeconds") or 0)
+        spec_hash = _spec_hash(spec)
+        t = self.tracked.get(uid)
+        if t is not None and t.spec_hash == spec_hash:
+            if expires_at != t.expires_at:
+                t.expires_at, t.deadline = expires_at, self.clock() + ttl  # renewal
+            return
+        now_wall = time.time()
+        try:
+            remaining = nf.parse_time(expires_at) - now_wall
+        except ValueError:
+            remaining = -1.0
+        t_new = Tracked(
+            name=name,
+            uid=uid,
+            fault=None,
+            spec_hash=spec_hash,
+            expires_at=expires_at,
+            deadline=self.clock() + min(ttl, remaining),
+            generation=int(meta.get("generation") or 0),
+        )
+        if t is not None:  # the spec changed: out with the old rules first
+            async with self._lock:
+                if t.rules is not None:
+                    await self._revert(t, "SpecChanged", "spec changed", report=False)
+                self.tracked.pop(uid, None)
+        self.tracked[uid] = t_new
+        try:
+            fault = NodeFault.from_spec(spec)
+        except InvalidInputError as exc:
+            t_new.settled = True
+            self._report(t_new, nf.PHASE_FAILED, "InvalidSpec", str(exc))
+            return
+        t_new.fault = fault
+        if remaining <= 0:
+            t_new.settled = True
+            self._report(
+                t_new,
+                nf.PHASE_REVERTED,
+                "Expired",
+                f"expired before it was applied: expiresAt {expires_at} is "
+                f"{-remaining:.1f}s in the past on this node's clock (runner dead, or clock skew)",
+            )
+            return
+        if nf.FINALIZER not in finalizers and not await self._set_finalizer(
+            name, meta, present=True
+        ):
+            return  # gone meanwhile
+        async with self._lock:
+            if self.tracked.get(uid) is t_new and not t_new.settled:
+                await self._apply(t_new, spec.get("device"))
+
+    # ------------------------------------------------------------------ rules
+
+    def _free_slot(self) -> int:
+        used = {t.rules.slot for t in self.tracked.values() if t.rules and t.rules.tc_class}
+        for slot in range(1, MAX_SLOT + 1):
+            if slot not in used:
+                return slot
+        raise FaultError(f"no free tc slot on this node ({MAX_SLOT} tc faults active)")
+
+    async def _apply(self, t: Tracked, device: str | None) -> None:
+        assert t.fault is not None
+        fault = t.fault.with_allow(self.allow)
+        rules: NodeRules | None = None
+        try:
+            dev = self.config.device or device or "lo"  # nft rules need no device
+            if fault.uses_tc and not (self.config.device or device):
+                dev = await route_device(self.shell, fault.peers)
+            rules = rules_for(fault, self._free_slot() if fault.uses_tc else 1, dev)
+            await execute(rules.apply, self.run_cmd)
+        except (ChaosaaError, ValueError) as exc:
+            if rules is not None:  # undo a partial apply
+                await execute_all(rules.revert, self.run_cmd)
+            t.settled = True
+            self._report(t, nf.PHASE_FAILED, "ApplyFailed", str(exc))
+            log.warning("NetworkFault %s failed: %s", t.name, exc)
+            return
+        t.rules = rules
+        self._report(
+            t,
+            nf.PHASE_APPLIED,
+            "Applied",
+            fault.describe(),
+            appliedAt=_stamp(),
+            device=dev,
+            slot=rules.slot,
+        )
+        log.info("NetworkFault %s applied on %s: %s", t.name, dev, fault.describe())
+
+    async def _revert(self, t: Tracked, reason: str, message: str, report: bool = True) -> None:
+        """Undo a fault's rules (lock held by the caller)."""
+        assert t.rules is not None
+        failures = await execute_all(t.rules.revert, self.run_cmd)
+        t.rules = None
+        if failures:
+            message += "; revert problems: " + "; ".join(failures)
+            log.warning("NetworkFault %s revert: %s", t.name, failures)
+        if report:
+            self._report(t, nf.PHASE_REVERTED, reason, message, revertedAt=_stamp())
+        log.info("NetworkFault %s reverted (%s)", t.name, reason)
+
+    async def _expiry_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.tick)
+            now = self.clock()
+            due = [t for t in self.tracked.values() if t.rules is not None and now >= t.deadline]
+            if not due:
+                continue
+            async with self._lock:
+                for t in due:
+                    if t.rules is not None and self.clock() >= t.deadline:
+                        t.settled = True
+                        await self._revert(
+                            t,
+                            "Expired",
+                            "no renewal within ttlSeconds (dead-man switch): rules reverted",
+                        )
+
+    # ------------------------------------------------------------------ API writes
+
+    async def _set_finalizer(self, name: str, meta: dict[str, Any], present: bool) -> bool:
+        from kubernetes import client
+
+        objs = client.CustomObjectsApi(self.api)
+        current = list(meta.get("finalizers") or [])
+        rv = meta.get("resourceVersion")
+        for _ in range(5):
+            wanted = [f for f in current if f != nf.FINALIZER]
+            if present:
+                wanted.append(nf.FINALIZER)
+            body = {"metadata": {"finalizers": wanted or None, "resourceVersion": rv}}
+            try:
+                await kcall(
+                    objs.patch_cluster_custom_object, nf.GROUP, nf.VERSION, nf.PLURAL, name, body
+                )
+                return True
+            except ApiError as exc:
+                if exc.status == 404:
+                    return False
+                if exc.status != 409:
+                    log.warning("NetworkFault %s: finalizer update failed: %s", name, exc)
+                    return False
+            try:
+                fresh = await kcall(
+                    objs.get_cluster_custom_object, nf.GROUP, nf.VERSION, nf.PLURAL, name
+                )
+            except ApiError:
+                return False
+            fmeta = fresh.get("metadata") or {}
+            current, rv = list(fmeta.get("finalizers") or []), fmeta.get("resourceVersion")
+            if present and fmeta.get("deletionTimestamp"):
+                return False
+        return False
+
+    def _report(self, t: Tracked, phase: str, reason: str, message: str, **extra: Any) -> None:
+        t.status.update(
+            phase=phase,
+            reason=reason,
+            message=message[:1000],
+            node=self.config.node,
+            observedGeneration=t.generation,
+            **extra,
+        )
+        self._status_dirty[t.name] = dict(t.status)
+        self._status_wakeup.set()
+
+    async def _status_loop(self) -> None:
+        while True:
+            await self._status_wakeup.wait()
+            self._status_wakeup.clear()
+            await self._flush_status()
+
+    async def _flush_status(self, deadline: float | None = None) -> None:
+        from kubernetes import client
+
+        objs = client.CustomObjectsApi(self.api)
+        pending, self._status_dirty = self._status_dirty, {}
+        for name, status in pending.items():
+            try:
+                await kcall(
+                    objs.patch_cluster_custom_object_status,
+                    nf.GROUP,
+                    nf.VERSION,
+                    nf.PLURAL,
+                    name,
+                    {"status": status},
+                    timeout=(deadline or REQUEST_TIMEOUT[0], deadline or REQUEST_TIMEOUT[1]),
+                )
+            except ApiError as exc:
+                if exc.status != 404:
+                    log.warning("NetworkFault %s: status update failed: %s", name, exc)
+            except ChaosaaError as exc:
+                log.warning("NetworkFault %s: status update failed: %s", name, exc)
+                if deadline is None:
+                    self._status_dirty.setdefault(name, status)  # retry later
+                    await asyncio.sleep(1.0)
+                    self._status_wakeup.set()
+
+    # ------------------------------------------------------------------ heartbeat, janitor
+
+    async def _heartbeat_loop(self) -> None:
+        from kubernetes import client
+
+        coord = client.CoordinationV1Api(self.api)
+        node = str(self.config.node)
+        name = nf.agent_lease_name(node)
+        duration = max(1, round(self.config.heartbeat * 3))
+        warned = 0.0
+        while True:
+            now = time.time()
+            body = {
+                "apiVersion": "coordination.k8s.io/v1",
+                "kind": "Lease",
+                "metadata": {
+                    "name": name,
+                    "labels": {
+                        nf.LABEL_MANAGED_BY: nf.MANAGED_BY,
+                        nf.LABEL_NODE: nf.label_value(node),
+                    },
+                },
+                "spec": {
+                    "holderIdentity": node,
+                    "leaseDurationSeconds": duration,
+                    "renewTime": micro_time(now),
+                },
+            }
+            try:
+                try:
+                    await kcall(coord.patch_namespaced_lease, name, self.config.namespace, body)
+                except ApiError as exc:
+                    if exc.status != 404:
+                        raise
+                    await kcall(coord.create_namespaced_lease, self.config.namespace, body)
+            except (ApiError, ChaosaaError) as exc:
+                if now - warned > 60:
+                    warned = now
+                    log.warning(
+                        "heartbeat Lease %s/%s: %s (the kubernetes target cannot see this "
+                        "agent without it)",
+                        self.config.namespace,
+                        name,
+                        exc,
+                    )
+            await asyncio.sleep(self.config.heartbeat)
+
+    async def _janitor_loop(self) -> None:
+        while True:
+            try:
+                for line in await sweep(self.api, expired_only=True):
+                    log.warning("janitor: dead-man switch: %s", line)
+            except ChaosaaError as exc:
+                log.info("janitor sweep failed: %s", exc)
+            await asyncio.sleep(self.config.janitor_interval)
+
+    async def _api_server_addresses(self) -> tuple[str, ...]:
+        """The API server's addresses: the agent must keep reaching it during a fault."""
+        host = urlsplit(str(self.api.configuration.host)).hostname or ""
+        addrs: set[str] = set()
+        if host:
+            with contextlib.suppress(OSError):
+                infos = await asyncio.to_thread(socket.getaddrinfo, host, None)
+                addrs.update(str(i[4][0]) for i in infos)
+        from kubernetes import client
+
+        with contextlib.suppress(ChaosaaError):
+            slices = await kcall(
+                client.DiscoveryV1Api(self.api).list_namespaced_endpoint_slice,
+                "default",
+                label_selector="kubernetes.io/service-name=kubernetes",
+            )
+            for item in slices.get("items") or []:
+                for endpoint in item.get("endpoints") or []:
+                    addrs.update(endpoint.get("addresses") or [])
+        return tuple(sorted(a for a in addrs if not a.startswith("127.") and a != "::1"))

@@ -1,0 +1,645 @@
+"""The kubernetes target against real control planes (3 regions, kwok nodes).
+
+regionDown scales to 0 and back to the exact replicas (also when the run is cancelled,
+SIGTERMed, or crashed and rolled back); NetworkPolicies appear and disappear; the
+blast-radius guard refuses protected namespaces and un-allowlisted contexts before
+anything is touched; the Lease refuses a second concurrent run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client as k8s
+
+from chaosaa.agent.agent import Agent, AgentConfig
+from chaosaa.engine.run import Run
+from chaosaa.errors import FaultError, LeaseHeldError, SafetyError
+from chaosaa.spec.loader import validate_gameday
+from chaosaa.targets.base import TargetOptions
+from chaosaa.targets.kubernetes import (
+    ANN_EXPIRES,
+    ANN_REPLICAS,
+    LEASE_NAME,
+    KubernetesTarget,
+)
+from tests.k8s.controlplane import ControlPlanes
+
+REGIONS = ("us", "eu", "ap")
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+class _Handler(BaseHTTPRequestHandler):
+    def _ok(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        if length:
+            self.rfile.read(length)
+        body = b"ok"
+        self.send_response(200)
+        self.send_header("X-Chaosaa-Region", "us")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_PUT = do_DELETE = _ok
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def service() -> Iterator[str]:
+    """A KV-ish HTTP service on 127.0.0.1 for the runs' traffic (always answers 200)."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def contexts(planes: ControlPlanes) -> list[str]:
+    return [planes.context(r) for r in REGIONS]
+
+
+def gameday_doc(
+    planes: ControlPlanes, ns: str, url: str, name: str = "k8s-test", **spec: Any
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "target": {
+            "kind": "kubernetes",
+            "url": url,
+            "regions": {r: {"context": planes.context(r), "namespace": ns} for r in REGIONS},
+        },
+        "traffic": {"rate": 5, "warmup": "0s"},
+        "recovery": {"settle": "0s", "convergenceTimeout": "1s"},
+        "faults": [{"name": "eu-down", "type": "regionDown", "regions": ["eu"], "duration": "2s"}],
+        "slos": [{"name": "errors", "type": "errorRate", "max": 1}],
+    }
+    body.update(spec)
+    return {"apiVersion": "chaosaa.io/v1alpha1", "kind": "GameDay", "metadata": {"name": name},
+            "spec": body}  # fmt: skip
+
+
+def write(tmp_path: Path, doc: dict[str, Any]) -> Path:
+    path = tmp_path / f"{doc['metadata']['name']}.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def chaosaa(*args: str, allow: list[str], **kw: Any) -> subprocess.Popen[str]:
+    env = {**os.environ, "CHAOSAA_ALLOWED_CONTEXTS": " ".join(allow)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "chaosaa.cli.main", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, **kw,
+    )  # fmt: skip
+
+
+def finish(proc: subprocess.Popen[str], timeout: float = 90) -> tuple[int, str]:
+    out, _ = proc.communicate(timeout=timeout)
+    return proc.returncode, out
+
+
+def target(planes: ControlPlanes, ns: str, url: str, run_id: str, **kw: Any) -> KubernetesTarget:
+    gd = validate_gameday(gameday_doc(planes, ns, url), "t.yaml")
+    opts = TargetOptions(run_id=run_id, allowed_contexts=tuple(contexts(planes)), **kw)
+    t = KubernetesTarget(gd.spec.target, opts)
+    t.check(list(gd.spec.faults))
+    return t
+
+
+def fault(**body: Any) -> Any:
+    doc = {
+        "apiVersion": "chaosaa.io/v1alpha1",
+        "kind": "GameDay",
+        "metadata": {"name": "f"},
+        "spec": {
+            "target": {"kind": "lab", "regions": {r: {} for r in REGIONS}},
+            "faults": [{"duration": "10s", **body}],
+        },
+    }
+    return validate_gameday(doc, "f.yaml").spec.faults[0]
+
+
+Workloads = dict[tuple[str, str], int]
+
+
+def make_workloads(api: k8s.ApiClient, ns: str) -> Workloads:
+    """Deployments of 3 and 5 replicas, a StatefulSet of 2, and one already at 0."""
+    apps = k8s.AppsV1Api(api)
+    want: Workloads = {("Deployment", "web"): 3, ("Deployment", "api"): 5,
+                       ("StatefulSet", "db"): 2, ("Deployment", "idle"): 0}  # fmt: skip
+    for (kind, name), replicas in want.items():
+        labels = {"app": name}
+        spec: dict[str, Any] = {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [{"name": "c", "image": "registry.invalid/x:1"}]},
+            },
+        }
+        body = {"metadata": {"name": name}, "spec": spec}
+        if kind == "Deployment":
+            apps.create_namespaced_deployment(ns, body, _request_timeout=10)
+        else:
+            spec["serviceName"] = name
+            apps.create_namespaced_stateful_set(ns, body, _request_timeout=10)
+    wait(lambda: running_pods(api, ns) == 10, 60, "pods running")
+    return want
+
+
+def running_pods(api: k8s.ApiClient, ns: str) -> int:
+    pods = k8s.CoreV1Api(api).list_namespaced_pod(ns, _request_timeout=10).items
+    return sum(1 for p in pods if p.status and p.status.phase == "Running")
+
+
+def replicas(api: k8s.ApiClient, ns: str) -> Workloads:
+    apps = k8s.AppsV1Api(api)
+    out: Workloads = {}
+    for d in apps.list_namespaced_deployment(ns, _request_timeout=10).items:
+        out[("Deployment", d.metadata.name)] = d.spec.replicas
+    for s in apps.list_namespaced_stateful_set(ns, _request_timeout=10).items:
+        out[("StatefulSet", s.metadata.name)] = s.spec.replicas
+    return out
+
+
+def chaosaa_marks(api: k8s.ApiClient, ns: str) -> list[str]:
+    """Every chaosaa label/annotation left on workloads and nodes, and our policies."""
+    apps, core = k8s.AppsV1Api(api), k8s.CoreV1Api(api)
+    found = []
+    objs = [*apps.list_namespaced_deployment(ns, _request_timeout=10).items,
+            *apps.list_namespaced_stateful_set(ns, _request_timeout=10).items,
+            *core.list_node(_request_timeout=10).items]  # fmt: skip
+    for o in objs:
+        marks = {**(o.metadata.labels or {}), **(o.metadata.annotations or {})}
+        found += [f"{o.metadata.name}: {k}" for k in marks if k.startswith("chaosaa.io/")]
+        if getattr(o.spec, "unschedulable", None):
+            found.append(f"{o.metadata.name}: cordoned")
+    pols = k8s.NetworkingV1Api(api).list_namespaced_network_policy(ns, _request_timeout=10)
+    found += [f"policy {p.metadata.name}" for p in pols.items]
+    return found
+
+
+def wait(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+async def until(check: Callable[[], Any]) -> None:
+    """Poll an async predicate for up to 15 s."""
+    for _ in range(300):
+        if await check():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition not met within 15s")
+
+
+# --------------------------------------------------------------------------- regionDown
+
+
+async def test_region_down_scales_to_zero_and_back_to_the_exact_replicas(
+    control_planes: ControlPlanes, kube_clients: dict[str, k8s.ApiClient], k8s_namespace: str
+) -> None:
+    eu = kube_clients["eu"]
+    want = make_workloads(eu, k8s_namespace)
+    core = k8s.CoreV1Api(eu)
+    core.patch_node("eu-node-2", {"spec": {"unschedulable": True}}, _request_timeout=10)
+    try:
+        t = target(control_planes, k8s_namespace, "http://127.0.0.1:9", "rd-exact")
+        await t.open()
+        applied = await t.inject(fault(name="eu-down", type="regionDown", regions=["eu"]), 10)
+        await until(lambda: t.verify_effect(applied))
+        assert set(replicas(eu, k8s_namespace).values()) == {0}
+        assert running_pods(eu, k8s_namespace) == 0
+        nodes = {n.metadata.name: n for n in core.list_node(_request_timeout=10).items}
+        assert all(n.spec.unschedulable for n in nodes.values())
+        web = k8s.AppsV1Api(eu).read_namespaced_deployment("web", k8s_namespace)
+        assert web.metadata.annotations[ANN_REPLICAS] == "3"
+        assert ANN_EXPIRES in web.metadata.annotations
+        assert ("eu", "eu-node-2") not in applied.state["nodes"]  # someone else's cordon
+        # the other regions are untouched
+        assert replicas(kube_clients["us"], k8s_namespace) == {}
+        await t.renew(applied, 10)
+        await t.revert(applied)
+        await until(lambda: t.verify_reverted(applied))
+        assert replicas(eu, k8s_namespace) == want
+        assert chaosaa_marks(eu, k8s_namespace) == ["eu-node-2: cordoned"]
+        wait(lambda: running_pods(eu, k8s_namespace) == 10, 60, "pods back")
+    finally:
+        core.patch_node("eu-node-2", {"spec": {"unschedulable": None}}, _request_timeout=10)
+
+
+async def test_region_down_is_restored_when_the_run_is_cancelled(
+    control_planes: ControlPlanes,
+    kube_clients: dict[str, k8s.ApiClient],
+    k8s_namespace: str,
+    service: str,
+) -> None:
+    eu = kube_clients["eu"]
+    want = make_workloads(eu, k8s_namespace)
+    doc = gameday_doc(
+        control_planes,
+        k8s_namespace,
+        service,
+        faults=[{"name": "eu-down", "type": "regionDown", "regions": ["eu"], "duration": "60s"}],
+    )
+    gd = validate_gameday(doc, "cancel.yaml")
+    run = Run(gd, TargetOptions(allowed_contexts=tuple(contexts(control_planes))))
+    task = asyncio.create_task(run.execute())
+    deadline = time.monotonic() + 30
+    while not (run.outcome.faults and run.outcome.faults[0].effective_at):
+        assert time.monotonic() < deadline and not task.done(), run.outcome.reason
+        await asyncio.sleep(0.05)
+    assert set(replicas(eu, k8s_namespace).values()) == {0}
+    task.cancel()
+    outcome = await task
+    assert outcome.exit_code == 3 and outcome.faults[0].reverted_at is not None
+    assert replicas(eu, k8s_namespace) == want
+    assert chaosaa_marks(eu, k8s_namespace) == []
+    lease = k8s.CoordinationV1Api(eu).list_namespaced_lease(k8s_namespace, _request_timeout=10)
+    assert [item.metadata.name for item in lease.items] == []  # released
+
+
+def test_sigterm_to_chaosaa_run_restores_the_region(
+    control_planes: ControlPlanes,
+    kube_clients: dict[str, k8s.ApiClient],
+    k8s_namespace: str,
+    service: str,
+    tmp_path: Path,
+) -> None:
+    eu = kube_clients["eu"]
+    want = make_workloads(eu, k8s_namespace)
+    doc = gameday_doc(
+        control_planes,
+        k8s_namespace,
+        service,
+        name="sigterm",
+        faults=[{"name": "eu-down", "type": "regionDown", "regions": ["eu"], "duration": "60s"}],
+    )
+    proc = chaosaa(
+        "run", str(write(tmp_path, doc)), "--plain", "--report-dir", str(tmp_path / "r"),
+        allow=contexts(control_planes),
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        seen = []
+        for line in proc.stdout:  # until the fault is verified in place
+            seen.append(line)
+            if "fault eu-down in place" in line:
+                break
+        assert set(replicas(eu, k8s_namespace).values()) == {0}, "".join(seen)
+        proc.send_signal(signal.SIGTERM)
+        code, out = finish(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert code == 3, out
+    assert replicas(eu, k8s_namespace) == want
+    assert chaosaa_marks(eu, k8s_namespace) == []
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert report["verdict"] == "aborted" and report["faults"][0]["revertedAt"]
+
+
+async def test_an_injection_interrupted_midway_is_undone(
+    control_planes: ControlPlanes, kube_clients: dict[str, k8s.ApiClient], k8s_namespace: str
+) -> None:
+    eu = kube_clients["eu"]
+    want = make_workloads(eu, k8s_namespace)
+    t = target(control_planes, k8s_namespace, "http://127.0.0.1:9", "interrupted")
+    await t.open()
+    task = asyncio.create_task(
+        t.inject(fault(name="eu-down", type="regionDown", regions=["eu"]), 10)
+    )
+    for _ in range(2000):  # until the first workload is at 0
+        if any(v == 0 for k, v in replicas(eu, k8s_namespace).items() if k[1] != "idle"):
+            break
+        await asyncio.sleep(0.005)
+    task.cancel()  # SIGTERM while the scale-down is half done
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert replicas(eu, k8s_namespace) == want
+    assert chaosaa_marks(eu, k8s_namespace) == []
+
+
+def test_rollback_restores_a_crashed_runs_scale_down_and_policies(
+    control_planes: ControlPlanes,
+    kube_clients: dict[str, k8s.ApiClient],
+    k8s_namespace: str,
+    service: str,
+    tmp_path: Path,
+) -> None:
+    eu = kube_clients["eu"]
+    want = make_workloads(eu, k8s_namespace)
+
+    async def crash() -> None:  # inject, then vanish without reverting
+        t = target(control_planes, k8s_namespace, service, "crashed-run")
+        await t.open()
+        await t.acquire_lease("crashed-run", 60)
+        down = await t.inject(fault(name="eu-down", type="regionDown", regions=["eu"]), 60)
+        dark = await t.inject(fault(name="eu-dark", type="blackhole", regions=["eu"]), 60)
+        await until(lambda: t.verify_effect(down))
+        assert await t.verify_effect(dark)
+
+    asyncio.run(crash())
+    assert len(chaosaa_marks(eu, k8s_namespace)) > 5
+    path = write(tmp_path, gameday_doc(control_planes, k8s_namespace, service, name="gd"))
+    code, out = finish(chaosaa("rollback", str(path), allow=contexts(control_planes)))
+    assert code == 0, out
+    assert "replicas restored to 3" in out and "uncordoned" in out
+    assert "NetworkPolicy" in out and "Lease" in out
+    assert replicas(eu, k8s_namespace) == want
+    assert chaosaa_marks(eu, k8s_namespace) == []
+    code, out = finish(chaosaa("rollback", str(path), allow=contexts(control_planes)))
+    assert code == 0 and "nothing to roll back" in out
+
+
+def test_rollback_without_a_file_cleans_the_allowlisted_contexts(
+    control_planes: ControlPlanes,
+    kube_clients: dict[str, k8s.ApiClient],
+    k8s_namespace: str,
+) -> None:
+    async def crash() -> None:
+        t = target(control_planes, k8s_namespace, "http://127.0.0.1:9", "crashed-2")
+        await t.open()
+        await t.inject(fault(name="dark", type="blackhole", regions=["ap"]), 60)
+
+    asyncio.run(crash())
+    assert chaosaa_marks(kube_clients["ap"], k8s_namespace)
+    code, out = finish(chaosaa("rollback", "--target", "kubernetes", allow=[]))
+    assert code == 2 and "--allow-context" in out
+    ap = control_planes.context("ap")
+    code, out = finish(chaosaa("rollback", "--target", "kubernetes", "--allow-context", ap,
+                               allow=[]))  # fmt: skip
+    assert code == 0, out
+    assert f"NetworkPolicy {k8s_namespace}/" in out
+    assert chaosaa_marks(kube_clients["ap"], k8s_namespace) == []
+
+
+async def test_expired_leftovers_are_restored_by_the_next_runs_preflight(
+    control_planes: ControlPlanes, kube_clients: dict[str, k8s.ApiClient], k8s_namespace: str
+) -> None:
+    eu = kube_clients["eu"]
+    want = make_workloads(eu, k8s_namespace)
+    dead = target(control_planes, k8s_namespace, "http://127.0.0.1:9", "dead-run")
+    await dead.open()
+    applied = await dead.inject(fault(name="eu-down", type="regionDown", regions=["eu"]), 1.0)
+    await until(lambda: dead.verify_effect(applied))
+    await asyncio.sleep(1.2)  # the runner "died": no renewal, the expiry passes
+    nxt = target(control_planes, k8s_namespace, "http://127.0.0.1:9", "next-run")
+    await nxt.open()
+    await nxt.acquire_lease("next-run", 15)
+    try:
+        assert replicas(eu, k8s_namespace) == want
+        assert chaosaa_marks(eu, k8s_namespace) == []
+    finally:
+        await nxt.release_lease("next-run")
+
+
+async def test_janitor_restores_an_expired_scale_down_by_itself(
+    control_planes: ControlPlanes, kube_clients: dict[str, k8s.ApiClient], k8s_namespace: str
+) -> None:
+    eu = kube_clients["eu"]
+    want = make_workloads(eu, k8s_namespace)
+    dead = target(control_planes, k8s_namespace, "http://127.0.0.1:9", "dead-run-2")
+    await dead.open()
+    t_dead = time.monotonic()  # the expiry is set when the fault is injected
+    applied = await dead.inject(fault(name="eu-down", type="regionDown", regions=["eu"]), 2.0)
+    await until(lambda: dead.verify_effect(applied))
+    stop = asyncio.Event()
+    janitor = Agent(AgentConfig(node=None, janitor=True, janitor_interval=0.5), eu)
+    task = asyncio.create_task(janitor.run(stop))
+    try:
+        while replicas(eu, k8s_namespace) != want:
+            assert time.monotonic() - t_dead < 10, "the janitor did not restore the region"
+            await asyncio.sleep(0.1)
+        restored_after = time.monotonic() - t_dead
+    finally:
+        stop.set()
+        await task
+    assert 1.9 <= restored_after <= 2.0 + 1.5, restored_after
+    assert chaosaa_marks(eu, k8s_namespace) == []
+
+
+# --------------------------------------------------------------------------- blackhole
+
+
+async def test_blackhole_network_policies_appear_and_disappear(
+    control_planes: ControlPlanes, kube_clients: dict[str, k8s.ApiClient], k8s_namespace: str
+) -> None:
+    t = target(control_planes, k8s_namespace, "http://127.0.0.1:9", "bh-run")
+    await t.open()
+    net = {r: k8s.NetworkingV1Api(kube_clients[r]) for r in REGIONS}
+    applied = await t.inject(fault(name="eu-dark", type="blackhole", regions=["eu"]), 10)
+    await until(lambda: t.verify_effect(applied))
+    pols = net["eu"].list_namespaced_network_policy(k8s_namespace, _request_timeout=10).items
+    assert len(pols) == 1
+    pol = pols[0]
+    assert pol.metadata.labels["app.kubernetes.io/managed-by"] == "chaosaa"
+    assert pol.metadata.labels["chaosaa.io/run-id"] == "bh-run"
+    assert pol.spec.pod_selector.match_labels is None  # every pod
+    assert sorted(pol.spec.policy_types) == ["Egress", "Ingress"]
+    for r in ("us", "ap"):
+        assert not net[r].list_namespaced_network_policy(k8s_namespace, _request_timeout=10).items
+    # someone else's policy in the same namespace is left alone
+    mine = {"metadata": {"name": "users-own"}, "spec": {"podSelector": {}}}
+    net["eu"].create_namespaced_network_policy(k8s_namespace, mine, _request_timeout=10)
+    await t.revert(applied)
+    await until(lambda: t.verify_reverted(applied))
+    left = net["eu"].list_namespaced_network_policy(k8s_namespace, _request_timeout=10).items
+    assert [p.metadata.name for p in left] == ["users-own"]
+
+
+async def test_partition_policies_cut_the_other_groups_addresses(
+    control_planes: ControlPlanes, kube_clients: dict[str, k8s.ApiClient], k8s_namespace: str
+) -> None:
+    cidrs = {"us": "10.10.0.0/16", "eu": "10.20.0.0/16", "ap": "10.30.0.0/16"}
+    for r, c in cidrs.items():
+        k8s.CoreV1Api(kube_clients[r]).patch_node(
+            f"{r}-node-0", {"metadata": {"annotations": {"chaosaa.io/addresses": c}}}
+        )
+    try:
+        t = target(control_planes, k8s_namespace, "http://127.0.0.1:9", "split")
+        await t.open()
+        f = fault(name="split", type="blackhole", partition=[["us"], ["eu", "ap"]])
+        applied = await t.inject(f, 10)
+        await until(lambda: t.verify_effect(applied))
+        api = k8s.NetworkingV1Api(kube_clients["eu"])
+        pol = api.list_namespaced_network_policy(k8s_namespace, _request_timeout=10).items[0]
+        blocks = [p.ip_block for p in pol.spec.ingress[0].var_from if p.ip_block]
+        assert blocks[0].cidr == "0.0.0.0/0" and blocks[0].var_except == [cidrs["us"]]
+        await t.revert(applied)
+        await until(lambda: t.verify_reverted(applied))
+    finally:
+        for r in REGIONS:
+            k8s.CoreV1Api(kube_clients[r]).patch_node(
+                f"{r}-node-0", {"metadata": {"annotations": {"chaosaa.io/addresses": None}}}
+            )
+
+
+# --------------------------------------------------------------------------- safety
+
+
+def test_a_protected_namespace_is_refused_before_anything_is_touched(
+    control_planes: ControlPlanes,
+    kube_clients: dict[str, k8s.ApiClient],
+    k8s_namespace: str,
+    service: str,
+    tmp_path: Path,
+) -> None:
+    eu = kube_clients["eu"]
+    want = make_workloads(eu, k8s_namespace)
+    k8s.CoreV1Api(eu).patch_namespace(
+        k8s_namespace, {"metadata": {"labels": {"chaosaa.io/protected": "true"}}}
+    )
+    doc = gameday_doc(control_planes, k8s_namespace, service, name="protected")
+    code, out = finish(
+        chaosaa("run", str(write(tmp_path, doc)), "--plain", "--report-dir",
+                str(tmp_path / "r"), allow=contexts(control_planes))
+    )  # fmt: skip
+    assert code == 2, out
+    assert f"namespace {k8s_namespace} in context chaosaa-test-eu is labelled" in out
+    assert replicas(eu, k8s_namespace) == want
+    assert chaosaa_marks(eu, k8s_namespace) == []
+    for r in REGIONS:  # not even the lease was taken
+        leases = k8s.CoordinationV1Api(kube_clients[r]).list_namespaced_lease(k8s_namespace)
+        assert leases.items == []
+
+
+def test_a_context_not_allowlisted_is_refused_before_anything_is_touched(
+    control_planes: ControlPlanes,
+    kube_clients: dict[str, k8s.ApiClient],
+    k8s_namespace: str,
+    service: str,
+    tmp_path: Path,
+) -> None:
+    eu = kube_clients["eu"]
+    want = make_workloads(eu, k8s_namespace)
+    doc = gameday_doc(control_planes, k8s_namespace, service, name="not-allowed")
+    allow = [control_planes.context("us"), control_planes.context("ap")]
+    code, out = finish(
+        chaosaa("run", str(write(tmp_path, doc)), "--plain", "--report-dir",
+                str(tmp_path / "r"), allow=allow)
+    )  # fmt: skip
+    assert code == 2, out
+    assert "context(s) chaosaa-test-eu not allowed" in out
+    assert replicas(eu, k8s_namespace) == want
+    assert chaosaa_marks(eu, k8s_namespace) == []
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert report["exitCode"] == 2 and report["faults"][0]["effectiveAt"] is None
+
+
+async def test_a_protected_node_is_refused(
+    control_planes: ControlPlanes, kube_clients: dict[str, k8s.ApiClient], k8s_namespace: str
+) -> None:
+    core = k8s.CoreV1Api(kube_clients["eu"])
+    core.patch_node("eu-node-1", {"metadata": {"labels": {"chaosaa.io/protected": "true"}}})
+    try:
+        t = target(control_planes, k8s_namespace, "http://127.0.0.1:9", "prot-node")
+        with pytest.raises(SafetyError, match="node eu-node-1 of region eu"):
+            await t.open()
+    finally:
+        core.patch_node("eu-node-1", {"metadata": {"labels": {"chaosaa.io/protected": None}}})
+
+
+# --------------------------------------------------------------------------- lease
+
+
+async def test_a_second_concurrent_run_is_refused_by_the_lease(
+    control_planes: ControlPlanes,
+    kube_clients: dict[str, k8s.ApiClient],
+    k8s_namespace: str,
+    service: str,
+    tmp_path: Path,
+) -> None:
+    first = target(control_planes, k8s_namespace, service, "first-run")
+    await first.open()
+    await first.acquire_lease("first-run", 30)
+    try:
+        second = target(control_planes, k8s_namespace, service, "second-run")
+        await second.open()
+        with pytest.raises(LeaseHeldError, match="run 'first-run' holds the lease"):
+            await second.acquire_lease("second-run", 30)
+        # the loser keeps nothing: the first run still holds every region
+        for r in REGIONS:
+            lease = k8s.CoordinationV1Api(kube_clients[r]).read_namespaced_lease(
+                LEASE_NAME, k8s_namespace
+            )
+            assert lease.spec.holder_identity == "first-run"
+        doc = gameday_doc(control_planes, k8s_namespace, service, name="second")
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "chaosaa.cli.main", "run", str(write(tmp_path, doc)),
+            "--plain", "--report-dir", str(tmp_path / "r"),
+            "--allow-context", " ".join(contexts(control_planes)),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        out = (await asyncio.wait_for(proc.communicate(), 90))[0].decode()
+        assert proc.returncode == 4, out
+        assert "holds the lease" in out and "first-run" in out
+    finally:
+        await first.release_lease("first-run")
+
+
+async def test_an_expired_lease_is_taken_over(
+    control_planes: ControlPlanes, k8s_namespace: str
+) -> None:
+    dead = target(control_planes, k8s_namespace, "http://127.0.0.1:9", "dead")
+    await dead.open()
+    await dead.acquire_lease("dead", 1)
+    await asyncio.sleep(1.3)
+    alive = target(control_planes, k8s_namespace, "http://127.0.0.1:9", "alive")
+    await alive.open()
+    await alive.acquire_lease("alive", 15)
+    await alive.release_lease("alive")
+
+
+# --------------------------------------------------------------------------- node faults
+
+
+async def test_node_faults_without_agents_fail_naming_the_nodes(
+    control_planes: ControlPlanes, kube_clients: dict[str, k8s.ApiClient], k8s_namespace: str
+) -> None:
+    for i, r in enumerate(REGIONS):  # addresses, so that placement succeeds
+        k8s.CoreV1Api(kube_clients[r]).patch_node(
+            f"{r}-node-0", {"metadata": {"annotations": {"chaosaa.io/addresses": f"10.{i}.0.0/16"}}}
+        )
+    try:
+        t = target(control_planes, k8s_namespace, "http://127.0.0.1:9", "no-agent")
+        await t.open()
+        with pytest.raises(FaultError, match=r"needs the chaosaa agent on every node.*eu-node-0"):
+            await t.inject(fault(name="slow", type="latency", regions=["eu"], delay="100ms"), 10)
+    finally:
+        for r in REGIONS:
+            k8s.CoreV1Api(kube_clients[r]).patch_node(
+                f"{r}-node-0", {"metadata": {"annotations": {"chaosaa.io/addresses": None}}}
+            )
+
+
+def test_plan_names_every_namespace_and_node_set(
+    control_planes: ControlPlanes, k8s_namespace: str
+) -> None:
+    t = target(control_planes, k8s_namespace, "http://127.0.0.1:9", "plan")
+    actions = t.plan(fault(name="eu-down", type="regionDown", regions=["eu"]))
+    assert [a.scope for a in actions] == [
+        f"namespace {k8s_namespace}@chaosaa-test-eu",
+        "nodes of region eu (context chaosaa-test-eu)",
+    ]

@@ -1,0 +1,271 @@
+"""The kind target through its docker CLI seam: a recording runner plays Docker (there is
+no Docker engine here) and the tests assert the exact command sequence and outcomes."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chaosaa.errors import FaultError, LeaseHeldError, TargetUnreachableError
+from chaosaa.rules.model import fault_key
+from chaosaa.spec.loader import validate_gameday
+from chaosaa.targets.base import TargetOptions
+from chaosaa.targets.kind import KindTarget
+
+NODES = {
+    "chaosaa-us": ["chaosaa-us-control-plane"],
+    "chaosaa-eu": ["chaosaa-eu-control-plane", "chaosaa-eu-worker"],
+    "chaosaa-ap": ["chaosaa-ap-control-plane"],
+}
+IPS = {
+    "chaosaa-us-control-plane": "172.18.0.2",
+    "chaosaa-eu-control-plane": "172.18.0.3",
+    "chaosaa-eu-worker": "172.18.0.4",
+    "chaosaa-ap-control-plane": "172.18.0.5",
+}
+SUBNETS = {"chaosaa-us": "10.10.0.0/16", "chaosaa-eu": "10.20.0.0/16", "chaosaa-ap": "10.30.0.0/16"}
+
+
+class RecordingDocker:
+    """Answers like the docker CLI for three kind clusters; records every command.
+
+    Node state is simulated just enough: nft listings show the chains applied by
+    ``nft -f -`` (and drop them on delete), ``docker pause`` flips ``.State.Paused``.
+    """
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[tuple[str, ...], str | None]] = []
+        self.spawned: list[tuple[str, ...]] = []
+        self.chains: dict[str, set[str]] = {n: set() for ns in NODES.values() for n in ns}
+        self.paused: set[str] = set()
+
+    async def run(self, argv: Sequence[str], stdin: str | None = None) -> tuple[int, str, str]:
+        argv = tuple(argv)
+        self.calls.append((argv, stdin))
+        if argv[:2] == ("docker", "ps"):
+            cluster = argv[3].rsplit("=", 1)[1]
+            return 0, "\n".join(NODES.get(cluster, [])) + "\n", ""
+        if argv[:2] == ("docker", "inspect"):
+            names = argv[4:]
+            if "Paused" in argv[3]:
+                lines = [f"/{n} {'true' if n in self.paused else 'false'}" for n in names]
+                return 0, "\n".join(lines) + "\n", ""
+            return 0, " ".join(f"{IPS[n]} " for n in names) + "\n", ""
+        if argv[:2] in (("docker", "pause"), ("docker", "unpause")):
+            for n in argv[2:]:
+                (self.paused.add if argv[1] == "pause" else self.paused.discard)(n)
+            return 0, "", ""
+        if argv[:2] == ("docker", "exec"):
+            rest = [a for a in argv[2:] if a not in ("-i", "-d")]
+            node, cmd = rest[0], tuple(rest[1:])
+            if cmd == ("cat", "/kind/kubeadm.conf"):
+                cluster = next(c for c, ns in NODES.items() if node in ns)
+                return 0, f"networking:\n  podSubnet: {SUBNETS[cluster]}\n", ""
+            if cmd == ("nft", "-f", "-"):
+                assert stdin is not None
+                for chain in re.findall(r"add chain inet chaosaa (\S+) ", stdin):
+                    self.chains[node].add(chain)
+                for chain in re.findall(r"delete chain inet chaosaa (\S+)", stdin):
+                    self.chains[node].discard(chain)
+                return 0, "", ""
+            if cmd[:3] == ("nft", "list", "table"):
+                if not self.chains[node]:
+                    return 1, "", "Error: No such file or directory"
+                body = "".join(f"\tchain {c} {{\n\t}}\n" for c in sorted(self.chains[node]))
+                return 0, f"table inet chaosaa {{\n{body}}}\n", ""
+            if cmd[:3] == ("tc", "qdisc", "show"):
+                return 0, "qdisc noqueue 0: root refcnt 2\n", ""
+            return 0, "", ""
+        return 0, "", ""
+
+    async def spawn(self, argv: Sequence[str]) -> None:
+        self.spawned.append(tuple(argv))
+
+    def node_calls(self) -> list[tuple[str, ...]]:
+        return [c for c, _ in self.calls if c[:2] == ("docker", "exec")]
+
+
+def gameday(*faults: dict[str, Any]) -> Any:
+    doc = {
+        "apiVersion": "chaosaa.io/v1alpha1",
+        "kind": "GameDay",
+        "metadata": {"name": "kind-test"},
+        "spec": {
+            "target": {
+                "kind": "kind",
+                "regions": {r: {"cluster": f"chaosaa-{r}"} for r in ("us", "eu", "ap")},
+            },
+            "faults": [{"duration": "10s", **f} for f in faults],
+        },
+    }
+    return validate_gameday(doc, "kind-test.yaml")
+
+
+def target(docker: RecordingDocker, tmp_path: Path) -> KindTarget:
+    gd = gameday({"name": "x", "type": "regionDown", "regions": ["eu"]})
+    opts = TargetOptions(run_id="run-1", state_dir=str(tmp_path))
+    return KindTarget(gd.spec.target, opts, runner=docker)
+
+
+async def _until(check: Any) -> None:
+    for _ in range(50):
+        if await check():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("condition never held")
+
+
+def test_open_finds_nodes_by_cluster_label_and_their_addresses(tmp_path: Path) -> None:
+    docker = RecordingDocker()
+    t = target(docker, tmp_path)
+    asyncio.run(t.open())
+    assert [c for c, _ in docker.calls][:3] == [
+        ("docker", "ps", "--filter", "label=io.x-k8s.kind.cluster=chaosaa-us", "--format",
+         "{{.Names}}"),
+        ("docker", "inspect", "-f",
+         "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{.GlobalIPv6Address}} {{end}}",
+         "chaosaa-us-control-plane"),
+        ("docker", "exec", "chaosaa-us-control-plane", "cat", "/kind/kubeadm.conf"),
+    ]  # fmt: skip
+    assert t.regions["eu"].nodes == ["chaosaa-eu-control-plane", "chaosaa-eu-worker"]
+    assert t.regions["eu"].addresses == ["10.20.0.0/16", "172.18.0.3", "172.18.0.4"]
+
+
+def test_missing_cluster_is_an_environment_error(tmp_path: Path) -> None:
+    docker = RecordingDocker()
+    gd = gameday()
+    gd.spec.target.regions["eu"] = gd.spec.target.regions["eu"].model_copy(
+        update={"cluster": "nope"}
+    )
+    t = KindTarget(gd.spec.target, TargetOptions(state_dir=str(tmp_path)), runner=docker)
+    with pytest.raises(TargetUnreachableError, match="no node containers of kind cluster 'nope'"):
+        asyncio.run(t.open())
+
+
+def test_blackhole_arms_a_watchdog_then_applies_nft_in_each_node(tmp_path: Path) -> None:
+    docker = RecordingDocker()
+    t = target(docker, tmp_path)
+    fault = gameday({"name": "eu-dark", "type": "blackhole", "regions": ["eu"]}).spec.faults[0]
+
+    async def scenario() -> None:
+        await t.open()
+        docker.calls.clear()
+        applied = await t.inject(fault, 10.0)
+        key = fault_key("run-1", "eu-dark", "eu")
+        node = "chaosaa-eu-control-plane"
+        seq = [c for c in docker.node_calls() if c[-1] != "chaosaa-eu-worker" and node in c]
+        assert seq[0] == ("docker", "exec", node, "mkdir", "-p", "/run/chaosaa")
+        assert seq[1][:5] == ("docker", "exec", node, "sh", "-c")
+        assert seq[1][-1] == f"/run/chaosaa/{key}.expires" and seq[1][-2].isdigit()
+        assert seq[2][:6] == ("docker", "exec", "-d", node, "sh", "-c")
+        assert (
+            "chaosaa watchdog" in seq[2][6] and f"delete chain inet chaosaa c{key}_e" in seq[2][6]
+        )
+        assert seq[3] == ("docker", "exec", "-i", node, "nft", "-f", "-")
+        assert len(seq) == 4
+        # only eu's two nodes were touched
+        touched = {c[c.index("exec") + 1 + (c[2] in ("-i", "-d"))] for c in docker.node_calls()}
+        assert touched == {"chaosaa-eu-control-plane", "chaosaa-eu-worker"}
+        await _until(lambda: t.verify_effect(applied))
+        docker.calls.clear()
+        await t.renew(applied, 10.0)
+        renewals = docker.node_calls()
+        assert len(renewals) == 2 and all(c[-1].endswith(f"{key}.expires") for c in renewals)
+        docker.calls.clear()
+        await t.revert(applied)
+        seq = [c for c in docker.node_calls() if node in c]
+        assert seq[0] == (
+            "docker", "exec", node, "rm", "-f",
+            f"/run/chaosaa/{key}.pid", f"/run/chaosaa/{key}.expires",
+        )  # fmt: skip
+        assert seq[1] == ("docker", "exec", "-i", node, "nft", "-f", "-")
+        assert seq[2] == ("docker", "exec", node, "nft", "list", "table", "inet", "chaosaa")
+        assert await t.verify_reverted(applied)
+
+    asyncio.run(scenario())
+
+
+def test_a_failure_on_one_node_is_undone_on_every_node(tmp_path: Path) -> None:
+    class FailingDocker(RecordingDocker):
+        async def run(self, argv: Sequence[str], stdin: str | None = None) -> tuple[int, str, str]:
+            applying = tuple(argv[-3:]) == ("nft", "-f", "-") and "add table" in (stdin or "")
+            if applying and "chaosaa-eu-worker" in argv:
+                self.calls.append((tuple(argv), stdin))
+                return 1, "", "Error: Could not process rule: Operation not supported"
+            return await super().run(argv, stdin)
+
+    docker = FailingDocker()
+    t = target(docker, tmp_path)
+    fault = gameday({"name": "eu-dark", "type": "blackhole", "regions": ["eu"]}).spec.faults[0]
+
+    async def scenario() -> None:
+        await t.open()
+        with pytest.raises(FaultError, match="Operation not supported"):
+            await t.inject(fault, 10.0)
+
+    asyncio.run(scenario())
+    key = fault_key("run-1", "eu-dark", "eu")
+    disarms = [c for c in docker.node_calls() if c[3:5] == ("rm", "-f")]
+    assert sorted(c[2] for c in disarms) == ["chaosaa-eu-control-plane", "chaosaa-eu-worker"]
+    assert all(c[-1] == f"/run/chaosaa/{key}.expires" for c in disarms)
+    assert docker.chains["chaosaa-eu-control-plane"] == set()  # its rules were removed too
+
+
+def test_region_down_pauses_nodes_under_a_host_watchdog(tmp_path: Path) -> None:
+    docker = RecordingDocker()
+    t = target(docker, tmp_path)
+    fault = gameday({"name": "eu-down", "type": "regionDown", "regions": ["eu"]}).spec.faults[0]
+
+    async def scenario() -> None:
+        await t.open()
+        docker.calls.clear()
+        applied = await t.inject(fault, 10.0)
+        calls = [c for c, _ in docker.calls]
+        assert calls[0][:3] == ("mkdir", "-p", str(tmp_path / "chaosaa-kind"))
+        assert calls[1][:2] == ("sh", "-c")
+        assert calls[2] == ("docker", "pause", "chaosaa-eu-control-plane", "chaosaa-eu-worker")
+        assert len(docker.spawned) == 1 and docker.spawned[0][:2] == ("sh", "-c")
+        assert "docker unpause chaosaa-eu-control-plane chaosaa-eu-worker" in docker.spawned[0][2]
+        assert await t.verify_effect(applied)
+        docker.calls.clear()
+        await t.revert(applied)
+        calls = [c for c, _ in docker.calls]
+        assert calls[0][:2] == ("rm", "-f")
+        assert calls[1] == ("docker", "unpause", "chaosaa-eu-control-plane", "chaosaa-eu-worker")
+        assert await t.verify_reverted(applied)
+
+    asyncio.run(scenario())
+
+
+def test_the_lease_refuses_a_second_run(tmp_path: Path) -> None:
+    docker = RecordingDocker()
+    a, b = target(docker, tmp_path), target(docker, tmp_path)
+
+    async def scenario() -> None:
+        await a.acquire_lease("run-a", 15)
+        with pytest.raises(LeaseHeldError, match="run-a"):
+            await b.acquire_lease("run-b", 15)
+        await a.release_lease("run-a")
+        await b.acquire_lease("run-b", 15)
+        await b.release_lease("run-b")
+
+    asyncio.run(scenario())
+
+
+def test_rollback_unpauses_disarms_and_tears_down_every_node(tmp_path: Path) -> None:
+    docker = RecordingDocker()
+    docker.paused.add("chaosaa-eu-worker")
+    docker.chains["chaosaa-ap-control-plane"].add("cabc_e")
+    t = target(docker, tmp_path)
+    removed = asyncio.run(t.rollback())
+    assert "container chaosaa-eu-worker: unpaused" in removed
+    assert any("chaosaa-ap-control-plane: nft table inet chaosaa" in r for r in removed)
+    calls = [c for c, _ in docker.calls]
+    assert ("docker", "unpause", "chaosaa-eu-worker") in calls
+    for node in IPS:
+        assert ("docker", "exec", node, "nft", "delete", "table", "inet", "chaosaa") in calls

@@ -38,11 +38,12 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from chaosaa.lab.control import http_json
 
 HOST = "127.0.0.1"
 ROOT = Path(__file__).resolve().parent.parent
@@ -125,13 +126,7 @@ class Path_:
 
 
 def _http(method: str, url: str, body: Any = None, timeout: float = 5.0) -> Any:
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method=method)
-    if data is not None:
-        req.add_header("Content-Type", "application/json")
-    with urllib.request.urlopen(req, timeout=timeout) as resp:
-        text = resp.read()
-    return json.loads(text) if text else None
+    return http_json(method, url, body, timeout)
 
 
 def _wait_http(url: str, proc: subprocess.Popen[bytes], limit: float = 15.0) -> None:
@@ -144,6 +139,16 @@ def _wait_http(url: str, proc: subprocess.Popen[bytes], limit: float = 15.0) -> 
             return
         time.sleep(0.05)
     raise RuntimeError(f"{url} did not answer within {limit}s")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """Terminate ``proc``; kill it if it has not exited within 5 s."""
+    proc.terminate()
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def _listener() -> socket.socket:
@@ -196,12 +201,7 @@ def lab_proxy(ports: dict[str, int], workdir: Path) -> Iterator[Path_]:
 
         yield Path_("lab proxy", port["echo"], port["sink"], condition, clear, proc.pid)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        _stop(proc)
 
 
 def _ensure_toxiproxy() -> bool:
@@ -258,12 +258,7 @@ def toxiproxy(ports: dict[str, int], workdir: Path) -> Iterator[Path_]:
         name = f"Toxiproxy {_toxiproxy_version()}"
         yield Path_(name, port["echo"], port["sink"], condition, clear, proc.pid)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        _stop(proc)
 
 
 def _free_port() -> int:

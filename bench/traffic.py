@@ -196,6 +196,13 @@ def vegeta_targets(url: str, path: Path) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
+def _vegeta(*args: str) -> str:
+    """Run one ``vegeta`` subcommand (bounded to 60 s); return its standard output."""
+    return subprocess.run(
+        [str(VEGETA), *args], capture_output=True, text=True, timeout=60, check=True
+    ).stdout
+
+
 def vegeta_step(
     url: str, rate: float, seconds: float, target_pid: int, cpu: int, work: Path
 ) -> Step:
@@ -223,22 +230,8 @@ def vegeta_step(
     cpu_used = proc_children_cpu()
     wall = time.monotonic() - w0
     target_cpu = (proc_cpu_seconds(target_pid) - t0) / wall
-    report = json.loads(
-        subprocess.run(
-            [str(VEGETA), "report", "-type=json", str(results)],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=True,
-        ).stdout
-    )
-    encoded = subprocess.run(
-        [str(VEGETA), "encode", "--to=csv", str(results)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    ).stdout
+    report = json.loads(_vegeta("report", "-type=json", str(results)))
+    encoded = _vegeta("encode", "--to=csv", str(results))
     stamps = sorted(int(row[0]) / 1e9 for row in csv.reader(io.StringIO(encoded)) if row)
     errors = [t - (stamps[0] + i / rate) for i, t in enumerate(stamps)]
     lat = report["latencies"]

@@ -6,14 +6,13 @@ namespace), or inside ``ip netns exec NAME`` when the agent stands in for a node
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import ipaddress
 import logging
 import re
 from collections.abc import Sequence
 
 from chaosaa.errors import FaultError
+from chaosaa.rules.execute import run_process
 
 log = logging.getLogger(__name__)
 
@@ -29,26 +28,7 @@ class NodeShell:
         self.prefix: tuple[str, ...] = ("ip", "netns", "exec", netns) if netns else ()
 
     async def __call__(self, argv: Sequence[str], stdin: str | None) -> tuple[int, str, str]:
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                *self.prefix,
-                *argv,
-                stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-            )
-        except FileNotFoundError as exc:
-            return 127, "", f"{exc.filename}: not found"
-        try:
-            out, err = await asyncio.wait_for(
-                proc.communicate(stdin.encode() if stdin is not None else None), self.timeout
-            )
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
-            return 124, "", f"timed out after {self.timeout:g}s: {' '.join(argv)}"
-        return proc.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace")
+        return await run_process((*self.prefix, *argv), stdin, self.timeout)
 
 
 async def devices(shell: NodeShell) -> list[str]:

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import ctypes
 import ctypes.util
+import json
 import logging
 import os
 import signal
 import socket
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -34,6 +38,20 @@ def die_with_parent(expected_parent: int | None = None) -> None:
             libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if expected_parent is not None and os.getppid() != expected_parent:
         os._exit(1)
+
+
+def child_config(description: str) -> dict[str, Any]:
+    """Start a lab child process: parse ``--config``/``--parent``, die with the parent.
+
+    Returns the JSON config the supervisor wrote for this child.
+    """
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--config", type=Path, required=True)
+    parser.add_argument("--parent", type=int, default=None)
+    args = parser.parse_args()
+    die_with_parent(args.parent)
+    config: dict[str, Any] = json.loads(args.config.read_text())
+    return config
 
 
 def setup_logging(name: str) -> None:
@@ -74,6 +92,26 @@ async def wait_for_shutdown_signal() -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
+
+
+async def cancel_and_wait(tasks: Iterable[asyncio.Task[Any]]) -> None:
+    """Cancel every task, then wait until each has finished."""
+    tasks = list(tasks)
+    for t in tasks:
+        t.cancel()
+    for t in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await t
+
+
+@contextlib.asynccontextmanager
+async def serving(app: web.Application, fd: int) -> AsyncIterator[None]:
+    """Serve ``app`` on the inherited listening socket ``fd`` for the duration of the body."""
+    runner = await serve_app(app, inherited_socket(fd))
+    try:
+        yield
+    finally:
+        await runner.cleanup()
 
 
 async def serve_app(app: web.Application, sock: socket.socket) -> web.AppRunner:

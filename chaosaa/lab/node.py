@@ -16,10 +16,8 @@ first contact T is the node's start time.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -176,11 +174,7 @@ class Node:
         self.up.labels(self.region).set(1)
 
     async def close(self) -> None:
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
+        await _runtime.cancel_and_wait(self._tasks)
         if self._session:
             await self._session.close()
         if self._store:
@@ -389,20 +383,14 @@ def _ack(rec: Record) -> dict[str, object]:
 async def _amain(config: dict[str, Any]) -> None:
     node = Node(config["region"], Path(config["db"]), dict(config["peers"]))
     await node.start()
-    runner = await _runtime.serve_app(node.app(), _runtime.inherited_socket(int(config["fd"])))
-    log.info("node %s up", node.region)
-    await _runtime.wait_for_shutdown_signal()
-    await runner.cleanup()
+    async with _runtime.serving(node.app(), int(config["fd"])):
+        log.info("node %s up", node.region)
+        await _runtime.wait_for_shutdown_signal()
     await node.close()
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="chaosaa lab demo node")
-    parser.add_argument("--config", type=Path, required=True)
-    parser.add_argument("--parent", type=int, default=None)
-    args = parser.parse_args()
-    _runtime.die_with_parent(args.parent)
-    config = json.loads(args.config.read_text())
+    config = _runtime.child_config("chaosaa lab demo node")
     _runtime.setup_logging(f"node-{config['region']}")
     asyncio.run(_amain(config))
 

@@ -24,10 +24,8 @@ userspace equivalents):
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
-import json
 import logging
 import math
 import random
@@ -39,7 +37,6 @@ import uuid
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 from aiohttp import web
@@ -962,23 +959,16 @@ async def _amain(config: dict[str, Any]) -> None:
     for spec in config["links"]:
         sock = _runtime.inherited_socket(int(spec["fd"]))
         await proxy.add_link(spec["name"], sock, (spec["upstreamHost"], int(spec["upstreamPort"])))
-    runner = await _runtime.serve_app(
-        proxy.admin_app(), _runtime.inherited_socket(int(config["adminFd"]))
-    )
-    log.info("link proxy up with %d links", len(proxy.links))
-    await _runtime.wait_for_shutdown_signal()
-    await proxy.close()
-    await runner.cleanup()
+    async with _runtime.serving(proxy.admin_app(), int(config["adminFd"])):
+        log.info("link proxy up with %d links", len(proxy.links))
+        await _runtime.wait_for_shutdown_signal()
+        await proxy.close()
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="chaosaa lab link proxies")
-    parser.add_argument("--config", type=Path, required=True)
-    parser.add_argument("--parent", type=int, default=None)
-    args = parser.parse_args()
-    _runtime.die_with_parent(args.parent)
+    config = _runtime.child_config("chaosaa lab link proxies")
     _runtime.setup_logging("proxy")
-    asyncio.run(_amain(json.loads(args.config.read_text())))
+    asyncio.run(_amain(config))
 
 
 if __name__ == "__main__":

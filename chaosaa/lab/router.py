@@ -18,9 +18,7 @@ process on the machine shares.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import contextlib
 import itertools
 import json
 import logging
@@ -194,11 +192,7 @@ class Router:
             self._tasks.append(asyncio.create_task(self._check_loop(region)))
 
     async def close(self) -> None:
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
+        await _runtime.cancel_and_wait(self._tasks)
         for s in (self._health_session, self._session):
             if s is not None:
                 await s.close()
@@ -406,21 +400,16 @@ async def _amain(config: dict[str, Any]) -> None:
     policy = HealthPolicy(**config.get("policy", {}))
     router = Router(dict(config["regions"]), policy, Path(config["eventLog"]))
     await router.start()
-    runner = await _runtime.serve_app(router.app(), _runtime.inherited_socket(int(config["fd"])))
-    log.info("router up")
-    await _runtime.wait_for_shutdown_signal()
-    await runner.cleanup()
+    async with _runtime.serving(router.app(), int(config["fd"])):
+        log.info("router up")
+        await _runtime.wait_for_shutdown_signal()
     await router.close()
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="chaosaa lab global router")
-    parser.add_argument("--config", type=Path, required=True)
-    parser.add_argument("--parent", type=int, default=None)
-    args = parser.parse_args()
-    _runtime.die_with_parent(args.parent)
+    config = _runtime.child_config("chaosaa lab global router")
     _runtime.setup_logging("router")
-    asyncio.run(_amain(json.loads(args.config.read_text())))
+    asyncio.run(_amain(config))
 
 
 if __name__ == "__main__":

@@ -389,11 +389,7 @@ class Supervisor:
             await self._shutdown.wait()
         finally:
             self.phase = "stopping"
-            for t in tasks:
-                t.cancel()
-            for t in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await t
+            await _runtime.cancel_and_wait(tasks)
             await self._revert_all("lab shutting down")
             await self._stop_children()
             await runner.cleanup()

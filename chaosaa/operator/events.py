@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 
 COMPONENT = "chaosaa-operator"
 QUEUE_SIZE = 2000
+#: the longest posting pauses for a burst of runs being created
+GATE_WAIT = 10.0
 #: seconds the queue may take to drain at shutdown
 FLUSH_TIMEOUT = 5.0
 #: Event messages are limited to 1 KiB by convention (kubectl shows them in one line)
@@ -59,6 +61,8 @@ class EventRecorder:
         self._task: asyncio.Task[None] | None = None
         self.posted = 0
         self.dropped = 0
+        #: posting waits while this is clear (the scheduler creating a burst of runs)
+        self.gate: asyncio.Event | None = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._drain(), name="chaosaa-events")
@@ -91,6 +95,9 @@ class EventRecorder:
     async def _drain(self) -> None:
         while True:
             ref, type_, reason, message = await self._queue.get()
+            if self.gate is not None and not self.gate.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.gate.wait(), GATE_WAIT)
             try:
                 await self.kube.create_event(
                     ref.namespace, self._event(ref, type_, reason, message)

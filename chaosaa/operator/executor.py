@@ -48,6 +48,12 @@ ABORT_TIMEOUT = 120.0
 #: how long a target rollback may take
 ROLLBACK_TIMEOUT = 60.0
 CLAIM_ATTEMPTS = 5
+#: status.currentPhase is written at most this often (seconds)
+PHASE_WRITES = 1.0
+#: the longest a new run waits for the scheduler to finish creating a burst of runs
+BURST_WAIT = 10.0
+#: a run waiting for a free slot longer than this is marked Pending
+PENDING_AFTER = 1.0
 
 
 def _camel(phase: str) -> str:
@@ -60,14 +66,25 @@ class RunProgress:
     def __init__(self, task: RunTask) -> None:
         self.task = task
         self.active_faults: set[str] = set()
-        self._patches: list[asyncio.Task[Any]] = []
+        self.current: str | None = None
+        self._writer: asyncio.Task[None] | None = None
 
     def phase(self, name: str, detail: str = "") -> None:
         op = self.task.op
         op.events.normal(self.task.ref, f"Phase{_camel(name)}", detail or name)
-        self._patches.append(
-            asyncio.create_task(self.task.patch_status({"currentPhase": name}, quiet=True))
-        )
+        self.current = name
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write_phase())
+
+    async def _write_phase(self) -> None:
+        """``status.currentPhase``, at most once per PHASE_WRITES seconds: a run that
+        fails in preflight within milliseconds costs no status write for it."""
+        written = None
+        while True:
+            await asyncio.sleep(PHASE_WRITES)
+            if self.current != written:
+                written = self.current
+                await self.task.patch_status({"currentPhase": written}, quiet=True)
 
     def event(self, at: float, event: str, detail: dict[str, Any]) -> None:
         ev = self.task.op.events
@@ -118,8 +135,10 @@ class RunProgress:
 
     async def settle(self) -> None:
         """Wait for pending status patches; the faults of a finished run are not active."""
-        await asyncio.gather(*self._patches, return_exceptions=True)
-        self._patches.clear()
+        if self._writer is not None:
+            self._writer.cancel()
+            await asyncio.gather(self._writer, return_exceptions=True)
+            self._writer = None
         for fault in list(self.active_faults):
             self._fault_active(fault, False)
 
@@ -167,6 +186,7 @@ class RunTask:
     async def main(self) -> None:
         started = False
         try:
+            await self._after_burst()
             if not await self._wait_for_slot():
                 return
             started = True
@@ -177,19 +197,38 @@ class RunTask:
             if started:
                 self.op.runs.release_slot()
 
+    async def _after_burst(self) -> None:
+        """Let the scheduler create a burst of runs first (bounded: it never waits long)."""
+        created = asyncio.ensure_future(self.op.scheduler.created.wait())
+        try:
+            await asyncio.wait({created}, timeout=BURST_WAIT)
+        finally:
+            created.cancel()
+
     async def _wait_for_slot(self) -> bool:
         executor = self.op.runs
         if executor.try_slot():
             return True
-        await self.patch_status(
-            {
-                "phase": "Pending",
-                "reason": f"waiting: {self.op.config.max_concurrent_runs} runs are running",
-            },
-            quiet=True,
-        )
-        self.op.events.normal(self.ref, "Pending", "waiting for a free run slot")
-        await executor.wait_slot()
+        # a burst of runs (many GameDays on one schedule) usually clears within a second;
+        # only a longer wait is worth a status write and an Event per run
+        waiting = asyncio.ensure_future(executor.wait_slot())
+        try:
+            done, _ = await asyncio.wait({waiting}, timeout=PENDING_AFTER)
+            if not done:
+                await self.patch_status(
+                    {
+                        "phase": "Pending",
+                        "reason": f"waiting: {self.op.config.max_concurrent_runs} runs are running",
+                    },
+                    quiet=True,
+                )
+                self.op.events.normal(self.ref, "Pending", "waiting for a free run slot")
+            await waiting
+        except asyncio.CancelledError:
+            if waiting.done() and not waiting.cancelled():
+                executor.release_slot()  # got one just as we were stopped
+            waiting.cancel()
+            raise
         return True
 
     async def _claim(self) -> bool:
@@ -482,12 +521,22 @@ class RunExecutor:
                 kubeconfig=creds.merged or cfg.kubeconfig,
                 state_dir=cfg.lab_state,
                 ephemeral=False,
-                extra={"kubeconfigs": dict(creds.per_region), "namespace": namespace},
+                # what `chaosaa rollback FILE` passes: clean this GameDay's target
+                extra={
+                    "rollback": True,
+                    "all": False,
+                    "kubeconfigs": dict(creds.per_region),
+                    "namespace": namespace,
+                },
             )
             target = target_for(gameday.spec.target, options)
             try:
                 await target.open()
-                return await target.rollback()
+                removed = await target.rollback()
+                # the dead run's target lease (holder: the run) would block the next run
+                with contextlib.suppress(ChaosaaError):
+                    await target.release_lease(name)
+                return removed
             finally:
                 await target.close()
         finally:

@@ -18,7 +18,7 @@ import os
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from typing import Any, cast
+from typing import Any
 
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 #: seconds per API request
 REQUEST_TIMEOUT = 15.0
 MERGE_PATCH = "application/merge-patch+json"
+#: HTTP connections kept to the apiserver (>= the threads of all Kube instances)
+POOL_SIZE = 32
 
 
 class KubeError(EnvironmentError_):
@@ -83,19 +85,21 @@ def _error(exc: ApiException, what: str) -> KubeError:
 def load_api_client(kubeconfig: str | None = None, context: str | None = None) -> k8s.ApiClient:
     """An ApiClient from a kubeconfig file (``KUBECONFIG`` by default) or, inside a pod,
     from the ServiceAccount."""
+    conf = k8s.Configuration()
     try:
         if kubeconfig or context or not _in_cluster():
             # explicitly: the client reads KUBECONFIG once, when it is imported
             path = kubeconfig or os.environ.get("KUBECONFIG") or None
-            api = k8s_config.new_client_from_config(  # type: ignore[no-untyped-call]
-                config_file=path, context=context
+            k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
+                config_file=path, context=context, client_configuration=conf
             )
-            return cast(k8s.ApiClient, api)
-        conf = k8s.Configuration()
-        k8s_config.load_incluster_config(client_configuration=conf)  # type: ignore[no-untyped-call]
-        return k8s.ApiClient(conf)
+        else:
+            k8s_config.load_incluster_config(client_configuration=conf)  # type: ignore[no-untyped-call]
     except (ConfigException, OSError) as exc:
         raise InvalidInputError(f"cannot load Kubernetes credentials: {exc}") from exc
+    # every thread of every pool keeps its connection (the default is 5 per core)
+    conf.connection_pool_maxsize = POOL_SIZE
+    return k8s.ApiClient(conf)
 
 
 def _in_cluster() -> bool:
@@ -106,9 +110,15 @@ class Kube:
     """Async facade over one ApiClient."""
 
     def __init__(
-        self, api: k8s.ApiClient, *, workers: int = 8, timeout: float = REQUEST_TIMEOUT
+        self,
+        api: k8s.ApiClient,
+        *,
+        workers: int = 8,
+        timeout: float = REQUEST_TIMEOUT,
+        owns_api: bool = True,
     ) -> None:
         self.api = api
+        self.owns_api = owns_api
         self.timeout = timeout
         self.custom = k8s.CustomObjectsApi(api)
         self.core = k8s.CoreV1Api(api)
@@ -117,7 +127,8 @@ class Kube:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
-        self.api.close()  # type: ignore[no-untyped-call]
+        if self.owns_api:
+            self.api.close()  # type: ignore[no-untyped-call]
 
     async def _call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         loop = asyncio.get_running_loop()
@@ -205,6 +216,33 @@ class Kube:
         out: dict[str, Any] = await self._call(
             f"patch {plural} {namespace}/{name} status",
             self.custom.patch_namespaced_custom_object_status,
+            GROUP,
+            VERSION,
+            namespace,
+            plural,
+            name,
+            body,
+            _content_type=MERGE_PATCH,
+        )
+        return out
+
+    async def patch(
+        self,
+        plural: str,
+        namespace: str,
+        name: str,
+        patch: Mapping[str, Any],
+        *,
+        resource_version: str | None = None,
+    ) -> dict[str, Any]:
+        """Merge-patch the object (metadata, spec); with ``resource_version`` as in
+        :meth:`patch_status`."""
+        body = {**patch}
+        if resource_version is not None:
+            body["metadata"] = {**body.get("metadata", {}), "resourceVersion": resource_version}
+        out: dict[str, Any] = await self._call(
+            f"patch {plural} {namespace}/{name}",
+            self.custom.patch_namespaced_custom_object,
             GROUP,
             VERSION,
             namespace,

@@ -48,20 +48,10 @@ def build_registry(op: Operator) -> kopf.OperatorRegistry:
         with kopf_errors():
             await gameday.on_event(op, type, body)
 
-    @kopf.on.create(GROUP, VERSION, "gamedayruns", registry=registry)
-    async def run_created(body: kopf.Body, **_: Any) -> None:
+    @kopf.on.event(GROUP, VERSION, "gamedayruns", registry=registry)
+    async def gamedayrun_event(type: str | None, body: kopf.Body, **_: Any) -> None:
         with kopf_errors():
-            await gamedayrun.on_start(op, body)
-
-    @kopf.on.resume(GROUP, VERSION, "gamedayruns", registry=registry)
-    async def run_resumed(body: kopf.Body, **_: Any) -> None:
-        with kopf_errors():
-            await gamedayrun.on_start(op, body)
-
-    @kopf.on.delete(GROUP, VERSION, "gamedayruns", registry=registry)
-    async def run_deleted(body: kopf.Body, **_: Any) -> None:
-        with kopf_errors():
-            await gamedayrun.on_delete(op, body)
+            await gamedayrun.on_event(op, type, body)
 
     return registry
 

@@ -17,7 +17,7 @@ import math
 import time
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from chaosaa.errors import ChaosaaError
 from chaosaa.operator import runs
@@ -93,6 +93,11 @@ class Scheduler:
         self._inflight: set[asyncio.Task[None]] = set()
         self._limit = asyncio.Semaphore(CONCURRENCY)
         self.heartbeat = time.monotonic()
+        #: set while no run is being created. A burst (many GameDays on one schedule) creates
+        #: its runs first; status writes, Events and the runs themselves wait for this
+        self.created = asyncio.Event()
+        self.created.set()
+        self._creating = 0
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -157,8 +162,9 @@ class Scheduler:
                 entry.since = max(entry.since, last)
                 entry.last_fired = last
                 changed = True
-            if entry.suspend and not spec.suspend:
-                # slots that passed while suspended are skipped, not run late on resume
+            if (entry.suspend and not spec.suspend) or (entry.cron, entry.zone) != settings[:2]:
+                # slots that passed while suspended, or under the old schedule, are skipped:
+                # resuming or rescheduling never fires a slot of the past
                 entry.since = max(entry.since, now)
         entry.cron, entry.zone, entry.suspend, entry.policy, entry.deadline = settings
         if changed:
@@ -206,6 +212,8 @@ class Scheduler:
                     entry.busy = True
                     task = asyncio.create_task(self._evaluate(entry), name=f"fire:{entry.name}")
                     self._inflight.add(task)
+                    self._creating += 1
+                    self.created.clear()
                     task.add_done_callback(self._inflight.discard)
             upcoming = [
                 e.due_at for e in self.entries.values() if e.due_at is not None and not e.busy
@@ -219,8 +227,16 @@ class Scheduler:
 
     async def _evaluate(self, entry: Entry) -> None:
         try:
-            async with self._limit:
-                await self._evaluate_entry(entry)
+            try:
+                async with self._limit:
+                    next_time = await self._evaluate_entry(entry)
+            finally:
+                self._creating -= 1
+                if self._creating == 0:
+                    self.created.set()
+            if next_time is not False:
+                await self.created.wait()
+                await self._write_status(entry, next_time)
         except ChaosaaError as exc:
             log.warning("GameDay %s/%s: scheduling failed: %s", entry.namespace, entry.name, exc)
             entry.due_at = self.clock.now() + self.clock.scale * 5.0  # 5 wall seconds
@@ -234,13 +250,14 @@ class Scheduler:
                 entry.due_at = self.clock.now()
             self._wake.set()
 
-    async def _evaluate_entry(self, entry: Entry) -> None:
+    async def _evaluate_entry(self, entry: Entry) -> float | Literal[False] | None:
+        """Fire what is due; return the next slot to record in status (None: no schedule),
+        or False when there is nothing to record."""
         if self.entries.get((entry.namespace, entry.name)) is not entry:
-            return  # removed
+            return False  # removed
         if entry.cron is None or entry.suspend:
             entry.due_at = None
-            await self._write_status(entry, next_time=None)
-            return
+            return None
         now = self.clock.now()
         decision = decide(
             entry.cron, entry.zone, since=entry.since, now=now, deadline=entry.deadline
@@ -250,12 +267,10 @@ class Scheduler:
             self._missed(entry, decision)
         if decision.too_late is not None:
             entry.since = max(entry.since, decision.too_late)
-        if decision.due is not None:
-            fired = await self._fire(entry, decision.due, now)
-            if not fired:
-                return  # waiting under Forbid; due_at was set
+        if decision.due is not None and not await self._fire(entry, decision.due, now):
+            return False  # waiting under Forbid; due_at was set
         entry.due_at = decision.next
-        await self._write_status(entry, next_time=decision.next)
+        return decision.next
 
     def _missed(self, entry: Entry, decision: Decision) -> None:
         self.op.metrics.missed_slots.labels(entry.namespace, entry.name).inc(decision.missed)
@@ -293,7 +308,7 @@ class Scheduler:
         name = run_name(entry.name, slot)
         manifest = runs.run_manifest(entry.body, name=name, trigger="schedule", scheduled=slot)
         try:
-            await self.op.kube.create(runs.GAMEDAYRUNS, entry.namespace, manifest)
+            await self.op.fire_kube.create(runs.GAMEDAYRUNS, entry.namespace, manifest)
         except AlreadyExistsError:
             log.info(
                 "run %s/%s for %s exists already: not firing again",

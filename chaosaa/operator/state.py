@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 
 #: /healthz fails when the scheduler loop has not ticked for this long (wall seconds)
 STALE_AFTER = 60.0
+#: threads creating scheduled runs
+FIRE_WORKERS = 16
 
 
 class Operator:
@@ -32,10 +34,14 @@ class Operator:
         self.kube = kube or Kube(
             load_api_client(config.kubeconfig, config.context), workers=config.api_workers
         )
+        #: scheduled runs are created through threads of their own, so that a burst of
+        #: slots (many GameDays on one schedule) never queues behind the runs' own calls
+        self.fire_kube = Kube(self.kube.api, workers=FIRE_WORKERS, owns_api=False)
         self.metrics = Metrics()
         self.events = EventRecorder(self.kube, config.identity)
         self.runs = RunExecutor(self)
         self.scheduler = Scheduler(self)
+        self.events.gate = self.scheduler.created
         self.lease: LeaderLease | None = None
         if config.lease and config.lease_namespace:
             self.lease = LeaderLease(

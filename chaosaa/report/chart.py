@@ -148,16 +148,7 @@ def _success_panel(ax: Any, report: RunReport, origin: float) -> None:
     ax.set_title(
         "Traffic success rate per serving region", loc="left", fontsize=10, fontweight="bold"
     )
-    handles, labels = ax.get_legend_handles_labels()
-    if handles:
-        ax.legend(
-            handles,
-            labels,
-            title="region",
-            loc="upper left",
-            bbox_to_anchor=(1.01, 1.0),
-            frameon=False,
-        )
+    _legend_outside(ax, "region")
 
 
 def _lag_panel(ax: Any, report: RunReport, origin: float) -> None:
@@ -188,12 +179,17 @@ def _lag_panel(ax: Any, report: RunReport, origin: float) -> None:
     ax.set_ylim(0, peak * 1.15 if peak > 0 else 1.0)
     ax.set_ylabel("replication lag (s)")
     ax.set_title("Replication lag", loc="left", fontsize=10, fontweight="bold")
+    _legend_outside(ax, "link")
+
+
+def _legend_outside(ax: Any, title: str) -> None:
+    """The panel's legend, right of the plot, when it has labelled lines."""
     handles, labels = ax.get_legend_handles_labels()
     if handles:
         ax.legend(
             handles,
             labels,
-            title="link",
+            title=title,
             loc="upper left",
             bbox_to_anchor=(1.01, 1.0),
             frameon=False,

@@ -123,32 +123,26 @@ def _cases(report: RunReport) -> list[_Case]:
     for check in report.steady_state.before:
         cases.append(_check_case(f"{prefix}.steadyState.before", "before", check))
     if report.verdict == "aborted":
-        cases.append(
-            _Case(
-                f"{prefix}.run",
-                "run aborted",
-                "failure",
-                type="aborted",
-                message=f"run aborted: {report.reason or 'no reason recorded'}",
-                text="\n".join(summary_lines(report)),
-            )
-        )
+        cases.append(_run_case(f"{prefix}.run", "run aborted", "failure", "run aborted", report))
     elif report.verdict == "error":
-        cases.append(
-            _Case(
-                f"{prefix}.run",
-                "run",
-                "error",
-                type="error",
-                message=f"run ended in an error: {report.reason or 'no reason recorded'}",
-                text="\n".join(summary_lines(report)),
-            )
-        )
+        cases.append(_run_case(f"{prefix}.run", "run", "error", "run ended in an error", report))
     for slo in report.slos:
         cases.append(_slo_case(f"{prefix}.slo", slo, stopped=stopped, reason=report.reason))
     for check in report.steady_state.after:
         cases.append(_check_case(f"{prefix}.steadyState.after", "after", check))
     return cases
+
+
+def _run_case(classname: str, name: str, outcome: str, what: str, report: RunReport) -> _Case:
+    """The case for a run that stopped early (``what``: how it stopped, for the message)."""
+    return _Case(
+        classname,
+        name,
+        outcome,
+        type=report.verdict,
+        message=f"{what}: {report.reason or 'no reason recorded'}",
+        text="\n".join(summary_lines(report)),
+    )
 
 
 def _slo_case(classname: str, slo: SLOResult, *, stopped: bool, reason: str | None) -> _Case:

@@ -7,13 +7,45 @@ agent. It only ever runs what :mod:`chaosaa.rules.generate` produced.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
+import shlex
 from collections.abc import Awaitable, Callable, Sequence
 
 from chaosaa.errors import FaultError
 from chaosaa.rules.generate import Command
 
 Transport = Callable[[Sequence[str], str | None], Awaitable[tuple[int, str, str]]]
+
+
+async def run_process(
+    argv: Sequence[str], stdin: str | None, time_limit: float
+) -> tuple[int, str, str]:
+    """Run ``argv`` as a local subprocess to completion: the transport's result triple.
+
+    A missing program is exit code 127 and a run longer than ``time_limit`` seconds is killed
+    and reported as 124, the shell's conventions, so callers judge every outcome alike.
+    """
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+    except FileNotFoundError:
+        return 127, "", f"{argv[0]}: not found on PATH"
+    try:
+        out, err = await asyncio.wait_for(
+            proc.communicate(stdin.encode() if stdin is not None else None), time_limit
+        )
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
+        return 124, "", f"timed out after {time_limit:g}s: {shlex.join(argv)}"
+    return proc.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace")
 
 
 class RuleError(FaultError):

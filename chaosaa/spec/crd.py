@@ -108,8 +108,9 @@ class GameDayRunSpec(StatusModel):
     game_day: str = Field(pattern=NAME_PATTERN, description="name of the GameDay")
     trigger: Literal["schedule", "manual"] = Field(description="what created the run")
     scheduled_time: Timestamp | None = Field(None, description="the cron slot (schedule)")
-    game_day_spec: GameDaySpec = Field(
-        description="the GameDay's spec when the run was created (later edits do not apply)"
+    game_day_spec: dict[str, Any] = Field(
+        description="the GameDay's spec when the run was created (later edits do not apply); "
+        "validated when the GameDay was admitted, and by the operator before the run starts"
     )
 
 
@@ -261,6 +262,8 @@ class _Converter:
             ]
         elif isinstance(node.get("additionalProperties"), dict):
             out["additionalProperties"] = self.convert(node["additionalProperties"])
+        elif node.get("additionalProperties") is True:
+            out["x-kubernetes-preserve-unknown-fields"] = True  # a free-form object
         return out
 
     def any_of(self, options: list[dict[str, Any]]) -> dict[str, Any]:

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from chaosaa.errors import ChaosaaError, FaultError, LeaseHeldError, TargetUnreachableError
-from chaosaa.rules.execute import execute, execute_all
+from chaosaa.rules.execute import execute, execute_all, run_process
 from chaosaa.rules.generate import (
     MAX_SLOT,
     Command,
@@ -88,26 +88,7 @@ class SubprocessDocker:
         self.timeout = timeout
 
     async def run(self, argv: Sequence[str], stdin: str | None = None) -> tuple[int, str, str]:
-        timeout = self.timeout
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                *argv,
-                stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-            )
-        except FileNotFoundError:
-            return 127, "", f"{argv[0]}: not found on PATH"
-        try:
-            out, err = await asyncio.wait_for(
-                proc.communicate(stdin.encode() if stdin is not None else None), timeout
-            )
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
-            return 124, "", f"timed out after {timeout:g}s: {shlex.join(argv)}"
-        return proc.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace")
+        return await run_process(argv, stdin, self.timeout)
 
     async def spawn(self, argv: Sequence[str]) -> None:
         await asyncio.create_subprocess_exec(

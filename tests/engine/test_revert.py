@@ -47,21 +47,25 @@ def write(tmp_path: Path, doc: dict[str, Any]) -> Path:
     return path
 
 
-def start_run(lab: Lab, path: Path, reports: Path, *extra: str) -> subprocess.Popen[str]:
-    cmd = [
+def run_command(path: Path, lab_state: Path, reports: Path, *extra: str) -> list[str]:
+    """argv of ``chaosaa run PATH`` with the lab state in ``lab_state`` and plain output."""
+    return [
         sys.executable,
         "-m",
         "chaosaa.cli.main",
         "run",
         str(path),
         "--lab-state",
-        str(lab.state_dir),
-        "--no-ephemeral-lab",
+        str(lab_state),
         "--report-dir",
         str(reports),
         "--plain",
         *extra,
     ]
+
+
+def start_run(lab: Lab, path: Path, reports: Path, *extra: str) -> subprocess.Popen[str]:
+    cmd = run_command(path, lab.state_dir, reports, "--no-ephemeral-lab", *extra)
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -269,18 +273,7 @@ def test_prometheus_unreachable_is_exit_4_with_one_line_reason(tmp_path: Path) -
     )
     state = tmp_path / "lab"
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "chaosaa.cli.main",
-            "run",
-            str(write(tmp_path, doc)),
-            "--lab-state",
-            str(state),
-            "--report-dir",
-            str(tmp_path / "r"),
-            "--plain",
-        ],
+        run_command(write(tmp_path, doc), state, tmp_path / "r"),
         capture_output=True,
         text=True,
         timeout=60,
@@ -303,18 +296,7 @@ def test_an_ephemeral_lab_stops_by_itself_when_the_run_is_killed(tmp_path: Path)
         "ephemeral-killed",
         faults=[{"name": "eu-dark", "type": "blackhole", "regions": ["eu"], "duration": "120s"}],
     )
-    cmd = [
-        sys.executable,
-        "-m",
-        "chaosaa.cli.main",
-        "run",
-        str(write(tmp_path, doc)),
-        "--lab-state",
-        str(state),
-        "--report-dir",
-        str(tmp_path / "r"),
-        "--plain",
-    ]
+    cmd = run_command(write(tmp_path, doc), state, tmp_path / "r")
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
 

@@ -9,6 +9,7 @@ anything is touched; the Lease refuses a second concurrent run.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -29,7 +30,7 @@ from chaosaa.agent.agent import Agent, AgentConfig
 from chaosaa.engine.run import Run
 from chaosaa.errors import FaultError, LeaseHeldError, SafetyError
 from chaosaa.spec.loader import validate_gameday
-from chaosaa.targets.base import TargetOptions
+from chaosaa.targets.base import AppliedFault, TargetOptions
 from chaosaa.targets.kubernetes import (
     ANN_EXPIRES,
     ANN_REPLICAS,
@@ -39,6 +40,10 @@ from chaosaa.targets.kubernetes import (
 from tests.k8s.controlplane import ControlPlanes
 
 REGIONS = ("us", "eu", "ap")
+#: the discard port: the URL of targets whose runs send no traffic
+NO_SERVICE = "http://127.0.0.1:9"
+#: the fault most tests inject: region eu scaled down
+EU_DOWN: dict[str, Any] = {"name": "eu-down", "type": "regionDown", "regions": ["eu"]}
 
 
 # --------------------------------------------------------------------------- helpers
@@ -73,6 +78,17 @@ def service() -> Iterator[str]:
     server.server_close()
 
 
+@pytest.fixture
+def eu(kube_clients: dict[str, k8s.ApiClient]) -> k8s.ApiClient:
+    return kube_clients["eu"]
+
+
+@pytest.fixture
+def eu_workloads(eu: k8s.ApiClient, k8s_namespace: str) -> Workloads:
+    """The workloads of :func:`make_workloads`, running in region eu before the test acts."""
+    return make_workloads(eu, k8s_namespace)
+
+
 def contexts(planes: ControlPlanes) -> list[str]:
     return [planes.context(r) for r in REGIONS]
 
@@ -88,7 +104,7 @@ def gameday_doc(
         },
         "traffic": {"rate": 5, "warmup": "0s"},
         "recovery": {"settle": "0s", "convergenceTimeout": "1s"},
-        "faults": [{"name": "eu-down", "type": "regionDown", "regions": ["eu"], "duration": "2s"}],
+        "faults": [{**EU_DOWN, "duration": "2s"}],
         "slos": [{"name": "errors", "type": "errorRate", "max": 1}],
     }
     body.update(spec)
@@ -115,12 +131,37 @@ def finish(proc: subprocess.Popen[str], timeout: float = 90) -> tuple[int, str]:
     return proc.returncode, out
 
 
+def run_cli(tmp_path: Path, doc: dict[str, Any], allow: list[str]) -> tuple[int, str]:
+    """``chaosaa run`` of ``doc`` to completion, its report in ``tmp_path/r``."""
+    path = write(tmp_path, doc)
+    return finish(
+        chaosaa("run", str(path), "--plain", "--report-dir", str(tmp_path / "r"), allow=allow)
+    )
+
+
+def read_report(tmp_path: Path) -> Any:
+    return json.loads((tmp_path / "r" / "report.json").read_text())
+
+
 def target(planes: ControlPlanes, ns: str, url: str, run_id: str, **kw: Any) -> KubernetesTarget:
     gd = validate_gameday(gameday_doc(planes, ns, url), "t.yaml")
     opts = TargetOptions(run_id=run_id, allowed_contexts=tuple(contexts(planes)), **kw)
     t = KubernetesTarget(gd.spec.target, opts)
     t.check(list(gd.spec.faults))
     return t
+
+
+async def opened(planes: ControlPlanes, ns: str, url: str, run_id: str) -> KubernetesTarget:
+    t = target(planes, ns, url, run_id)
+    await t.open()
+    return t
+
+
+async def inject_verified(t: KubernetesTarget, f: Any, ttl: float) -> AppliedFault:
+    """Inject ``f`` and wait until the target verifies its effect."""
+    applied = await t.inject(f, ttl)
+    await until(lambda: t.verify_effect(applied))
+    return applied
 
 
 def fault(**body: Any) -> Any:
@@ -162,6 +203,28 @@ def make_workloads(api: k8s.ApiClient, ns: str) -> Workloads:
             apps.create_namespaced_stateful_set(ns, body, _request_timeout=10)
     wait(lambda: running_pods(api, ns) == 10, 60, "pods running")
     return want
+
+
+def assert_restored(api: k8s.ApiClient, ns: str, want: Workloads) -> None:
+    """Every workload is back at its replicas and chaosaa left no mark behind."""
+    assert replicas(api, ns) == want
+    assert chaosaa_marks(api, ns) == []
+
+
+@contextlib.contextmanager
+def node_addresses(clients: dict[str, k8s.ApiClient], cidrs: dict[str, str]) -> Iterator[None]:
+    """Annotate each region's first node with its addresses, so that placement succeeds."""
+    for r, c in cidrs.items():
+        k8s.CoreV1Api(clients[r]).patch_node(
+            f"{r}-node-0", {"metadata": {"annotations": {"chaosaa.io/addresses": c}}}
+        )
+    try:
+        yield
+    finally:
+        for r in REGIONS:
+            k8s.CoreV1Api(clients[r]).patch_node(
+                f"{r}-node-0", {"metadata": {"annotations": {"chaosaa.io/addresses": None}}}
+            )
 
 
 def running_pods(api: k8s.ApiClient, ns: str) -> int:
@@ -217,17 +280,17 @@ async def until(check: Callable[[], Any]) -> None:
 
 
 async def test_region_down_scales_to_zero_and_back_to_the_exact_replicas(
-    control_planes: ControlPlanes, kube_clients: dict[str, k8s.ApiClient], k8s_namespace: str
+    control_planes: ControlPlanes,
+    kube_clients: dict[str, k8s.ApiClient],
+    eu: k8s.ApiClient,
+    eu_workloads: Workloads,
+    k8s_namespace: str,
 ) -> None:
-    eu = kube_clients["eu"]
-    want = make_workloads(eu, k8s_namespace)
     core = k8s.CoreV1Api(eu)
     core.patch_node("eu-node-2", {"spec": {"unschedulable": True}}, _request_timeout=10)
     try:
-        t = target(control_planes, k8s_namespace, "http://127.0.0.1:9", "rd-exact")
-        await t.open()
-        applied = await t.inject(fault(name="eu-down", type="regionDown", regions=["eu"]), 10)
-        await until(lambda: t.verify_effect(applied))
+        t = await opened(control_planes, k8s_namespace, NO_SERVICE, "rd-exact")
+        applied = await inject_verified(t, fault(**EU_DOWN), 10)
         assert set(replicas(eu, k8s_namespace).values()) == {0}
         assert running_pods(eu, k8s_namespace) == 0
         nodes = {n.metadata.name: n for n in core.list_node(_request_timeout=10).items}
@@ -241,7 +304,7 @@ async def test_region_down_scales_to_zero_and_back_to_the_exact_replicas(
         await t.renew(applied, 10)
         await t.revert(applied)
         await until(lambda: t.verify_reverted(applied))
-        assert replicas(eu, k8s_namespace) == want
+        assert replicas(eu, k8s_namespace) == eu_workloads
         assert chaosaa_marks(eu, k8s_namespace) == ["eu-node-2: cordoned"]
         wait(lambda: running_pods(eu, k8s_namespace) == 10, 60, "pods back")
     finally:
@@ -250,17 +313,16 @@ async def test_region_down_scales_to_zero_and_back_to_the_exact_replicas(
 
 async def test_region_down_is_restored_when_the_run_is_cancelled(
     control_planes: ControlPlanes,
-    kube_clients: dict[str, k8s.ApiClient],
+    eu: k8s.ApiClient,
+    eu_workloads: Workloads,
     k8s_namespace: str,
     service: str,
 ) -> None:
-    eu = kube_clients["eu"]
-    want = make_workloads(eu, k8s_namespace)
     doc = gameday_doc(
         control_planes,
         k8s_namespace,
         service,
-        faults=[{"name": "eu-down", "type": "regionDown", "regions": ["eu"], "duration": "60s"}],
+        faults=[{**EU_DOWN, "duration": "60s"}],
     )
     gd = validate_gameday(doc, "cancel.yaml")
     run = Run(gd, TargetOptions(allowed_contexts=tuple(contexts(control_planes))))
@@ -273,27 +335,25 @@ async def test_region_down_is_restored_when_the_run_is_cancelled(
     task.cancel()
     outcome = await task
     assert outcome.exit_code == 3 and outcome.faults[0].reverted_at is not None
-    assert replicas(eu, k8s_namespace) == want
-    assert chaosaa_marks(eu, k8s_namespace) == []
+    assert_restored(eu, k8s_namespace, eu_workloads)
     lease = k8s.CoordinationV1Api(eu).list_namespaced_lease(k8s_namespace, _request_timeout=10)
     assert [item.metadata.name for item in lease.items] == []  # released
 
 
 def test_sigterm_to_chaosaa_run_restores_the_region(
     control_planes: ControlPlanes,
-    kube_clients: dict[str, k8s.ApiClient],
+    eu: k8s.ApiClient,
+    eu_workloads: Workloads,
     k8s_namespace: str,
     service: str,
     tmp_path: Path,
 ) -> None:
-    eu = kube_clients["eu"]
-    want = make_workloads(eu, k8s_namespace)
     doc = gameday_doc(
         control_planes,
         k8s_namespace,
         service,
         name="sigterm",
-        faults=[{"name": "eu-down", "type": "regionDown", "regions": ["eu"], "duration": "60s"}],
+        faults=[{**EU_DOWN, "duration": "60s"}],
     )
     proc = chaosaa(
         "run", str(write(tmp_path, doc)), "--plain", "--report-dir", str(tmp_path / "r"),
@@ -314,22 +374,19 @@ def test_sigterm_to_chaosaa_run_restores_the_region(
             proc.kill()
             proc.communicate()
     assert code == 3, out
-    assert replicas(eu, k8s_namespace) == want
-    assert chaosaa_marks(eu, k8s_namespace) == []
-    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert_restored(eu, k8s_namespace, eu_workloads)
+    report = read_report(tmp_path)
     assert report["verdict"] == "aborted" and report["faults"][0]["revertedAt"]
 
 
 async def test_an_injection_interrupted_midway_is_undone(
-    control_planes: ControlPlanes, kube_clients: dict[str, k8s.ApiClient], k8s_namespace: str
+    control_planes: ControlPlanes,
+    eu: k8s.ApiClient,
+    eu_workloads: Workloads,
+    k8s_namespace: str,
 ) -> None:
-    eu = kube_clients["eu"]
-    want = make_workloads(eu, k8s_namespace)
-    t = target(control_planes, k8s_namespace, "http://127.0.0.1:9", "interrupted")
-    await t.open()
-    task = asyncio.create_task(
-        t.inject(fault(name="eu-down", type="regionDown", regions=["eu"]), 10)
-    )
+    t = await opened(control_planes, k8s_namespace, NO_SERVICE, "interrupted")
+    task = asyncio.create_task(t.inject(fault(**EU_DOWN), 10))
     for _ in range(2000):  # until the first workload is at 0
         if any(v == 0 for k, v in replicas(eu, k8s_namespace).items() if k[1] != "idle"):
             break
@@ -337,25 +394,22 @@ async def test_an_injection_interrupted_midway_is_undone(
     task.cancel()  # SIGTERM while the scale-down is half done
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert replicas(eu, k8s_namespace) == want
-    assert chaosaa_marks(eu, k8s_namespace) == []
+    assert_restored(eu, k8s_namespace, eu_workloads)
 
 
 def test_rollback_restores_a_crashed_runs_scale_down_and_policies(
     control_planes: ControlPlanes,
-    kube_clients: dict[str, k8s.ApiClient],
+    eu: k8s.ApiClient,
+    eu_workloads: Workloads,
     k8s_namespace: str,
     service: str,
     tmp_path: Path,
 ) -> None:
-    eu = kube_clients["eu"]
-    want = make_workloads(eu, k8s_namespace)
 
     async def crash() -> None:  # inject, then vanish without reverting
-        t = target(control_planes, k8s_namespace, service, "crashed-run")
-        await t.open()
+        t = await opened(control_planes, k8s_namespace, service, "crashed-run")
         await t.acquire_lease("crashed-run", 60)
-        down = await t.inject(fault(name="eu-down", type="regionDown", regions=["eu"]), 60)
+        down = await t.inject(fault(**EU_DOWN), 60)
         dark = await t.inject(fault(name="eu-dark", type="blackhole", regions=["eu"]), 60)
         await until(lambda: t.verify_effect(down))
         assert await t.verify_effect(dark)
@@ -367,8 +421,7 @@ def test_rollback_restores_a_crashed_runs_scale_down_and_policies(
     assert code == 0, out
     assert "replicas restored to 3" in out and "uncordoned" in out
     assert "NetworkPolicy" in out and "Lease" in out
-    assert replicas(eu, k8s_namespace) == want
-    assert chaosaa_marks(eu, k8s_namespace) == []
+    assert_restored(eu, k8s_namespace, eu_workloads)
     code, out = finish(chaosaa("rollback", str(path), allow=contexts(control_planes)))
     assert code == 0 and "nothing to roll back" in out
 
@@ -379,8 +432,7 @@ def test_rollback_without_a_file_cleans_the_allowlisted_contexts(
     k8s_namespace: str,
 ) -> None:
     async def crash() -> None:
-        t = target(control_planes, k8s_namespace, "http://127.0.0.1:9", "crashed-2")
-        await t.open()
+        t = await opened(control_planes, k8s_namespace, NO_SERVICE, "crashed-2")
         await t.inject(fault(name="dark", type="blackhole", regions=["ap"]), 60)
 
     asyncio.run(crash())
@@ -396,40 +448,36 @@ def test_rollback_without_a_file_cleans_the_allowlisted_contexts(
 
 
 async def test_expired_leftovers_are_restored_by_the_next_runs_preflight(
-    control_planes: ControlPlanes, kube_clients: dict[str, k8s.ApiClient], k8s_namespace: str
+    control_planes: ControlPlanes,
+    eu: k8s.ApiClient,
+    eu_workloads: Workloads,
+    k8s_namespace: str,
 ) -> None:
-    eu = kube_clients["eu"]
-    want = make_workloads(eu, k8s_namespace)
-    dead = target(control_planes, k8s_namespace, "http://127.0.0.1:9", "dead-run")
-    await dead.open()
-    applied = await dead.inject(fault(name="eu-down", type="regionDown", regions=["eu"]), 1.0)
-    await until(lambda: dead.verify_effect(applied))
+    dead = await opened(control_planes, k8s_namespace, NO_SERVICE, "dead-run")
+    await inject_verified(dead, fault(**EU_DOWN), 1.0)
     await asyncio.sleep(1.2)  # the runner "died": no renewal, the expiry passes
-    nxt = target(control_planes, k8s_namespace, "http://127.0.0.1:9", "next-run")
-    await nxt.open()
+    nxt = await opened(control_planes, k8s_namespace, NO_SERVICE, "next-run")
     await nxt.acquire_lease("next-run", 15)
     try:
-        assert replicas(eu, k8s_namespace) == want
-        assert chaosaa_marks(eu, k8s_namespace) == []
+        assert_restored(eu, k8s_namespace, eu_workloads)
     finally:
         await nxt.release_lease("next-run")
 
 
 async def test_janitor_restores_an_expired_scale_down_by_itself(
-    control_planes: ControlPlanes, kube_clients: dict[str, k8s.ApiClient], k8s_namespace: str
+    control_planes: ControlPlanes,
+    eu: k8s.ApiClient,
+    eu_workloads: Workloads,
+    k8s_namespace: str,
 ) -> None:
-    eu = kube_clients["eu"]
-    want = make_workloads(eu, k8s_namespace)
-    dead = target(control_planes, k8s_namespace, "http://127.0.0.1:9", "dead-run-2")
-    await dead.open()
+    dead = await opened(control_planes, k8s_namespace, NO_SERVICE, "dead-run-2")
     t_dead = time.monotonic()  # the expiry is set when the fault is injected
-    applied = await dead.inject(fault(name="eu-down", type="regionDown", regions=["eu"]), 2.0)
-    await until(lambda: dead.verify_effect(applied))
+    await inject_verified(dead, fault(**EU_DOWN), 2.0)
     stop = asyncio.Event()
     janitor = Agent(AgentConfig(node=None, janitor=True, janitor_interval=0.5), eu)
     task = asyncio.create_task(janitor.run(stop))
     try:
-        while replicas(eu, k8s_namespace) != want:
+        while replicas(eu, k8s_namespace) != eu_workloads:
             assert time.monotonic() - t_dead < 10, "the janitor did not restore the region"
             await asyncio.sleep(0.1)
         restored_after = time.monotonic() - t_dead
@@ -446,11 +494,9 @@ async def test_janitor_restores_an_expired_scale_down_by_itself(
 async def test_blackhole_network_policies_appear_and_disappear(
     control_planes: ControlPlanes, kube_clients: dict[str, k8s.ApiClient], k8s_namespace: str
 ) -> None:
-    t = target(control_planes, k8s_namespace, "http://127.0.0.1:9", "bh-run")
-    await t.open()
+    t = await opened(control_planes, k8s_namespace, NO_SERVICE, "bh-run")
     net = {r: k8s.NetworkingV1Api(kube_clients[r]) for r in REGIONS}
-    applied = await t.inject(fault(name="eu-dark", type="blackhole", regions=["eu"]), 10)
-    await until(lambda: t.verify_effect(applied))
+    applied = await inject_verified(t, fault(name="eu-dark", type="blackhole", regions=["eu"]), 10)
     pols = net["eu"].list_namespaced_network_policy(k8s_namespace, _request_timeout=10).items
     assert len(pols) == 1
     pol = pols[0]
@@ -473,27 +519,16 @@ async def test_partition_policies_cut_the_other_groups_addresses(
     control_planes: ControlPlanes, kube_clients: dict[str, k8s.ApiClient], k8s_namespace: str
 ) -> None:
     cidrs = {"us": "10.10.0.0/16", "eu": "10.20.0.0/16", "ap": "10.30.0.0/16"}
-    for r, c in cidrs.items():
-        k8s.CoreV1Api(kube_clients[r]).patch_node(
-            f"{r}-node-0", {"metadata": {"annotations": {"chaosaa.io/addresses": c}}}
-        )
-    try:
-        t = target(control_planes, k8s_namespace, "http://127.0.0.1:9", "split")
-        await t.open()
+    with node_addresses(kube_clients, cidrs):
+        t = await opened(control_planes, k8s_namespace, NO_SERVICE, "split")
         f = fault(name="split", type="blackhole", partition=[["us"], ["eu", "ap"]])
-        applied = await t.inject(f, 10)
-        await until(lambda: t.verify_effect(applied))
+        applied = await inject_verified(t, f, 10)
         api = k8s.NetworkingV1Api(kube_clients["eu"])
         pol = api.list_namespaced_network_policy(k8s_namespace, _request_timeout=10).items[0]
         blocks = [p.ip_block for p in pol.spec.ingress[0].var_from if p.ip_block]
         assert blocks[0].cidr == "0.0.0.0/0" and blocks[0].var_except == [cidrs["us"]]
         await t.revert(applied)
         await until(lambda: t.verify_reverted(applied))
-    finally:
-        for r in REGIONS:
-            k8s.CoreV1Api(kube_clients[r]).patch_node(
-                f"{r}-node-0", {"metadata": {"annotations": {"chaosaa.io/addresses": None}}}
-            )
 
 
 # --------------------------------------------------------------------------- safety
@@ -502,24 +537,20 @@ async def test_partition_policies_cut_the_other_groups_addresses(
 def test_a_protected_namespace_is_refused_before_anything_is_touched(
     control_planes: ControlPlanes,
     kube_clients: dict[str, k8s.ApiClient],
+    eu: k8s.ApiClient,
+    eu_workloads: Workloads,
     k8s_namespace: str,
     service: str,
     tmp_path: Path,
 ) -> None:
-    eu = kube_clients["eu"]
-    want = make_workloads(eu, k8s_namespace)
     k8s.CoreV1Api(eu).patch_namespace(
         k8s_namespace, {"metadata": {"labels": {"chaosaa.io/protected": "true"}}}
     )
     doc = gameday_doc(control_planes, k8s_namespace, service, name="protected")
-    code, out = finish(
-        chaosaa("run", str(write(tmp_path, doc)), "--plain", "--report-dir",
-                str(tmp_path / "r"), allow=contexts(control_planes))
-    )  # fmt: skip
+    code, out = run_cli(tmp_path, doc, allow=contexts(control_planes))
     assert code == 2, out
     assert f"namespace {k8s_namespace} in context chaosaa-test-eu is labelled" in out
-    assert replicas(eu, k8s_namespace) == want
-    assert chaosaa_marks(eu, k8s_namespace) == []
+    assert_restored(eu, k8s_namespace, eu_workloads)
     for r in REGIONS:  # not even the lease was taken
         leases = k8s.CoordinationV1Api(kube_clients[r]).list_namespaced_lease(k8s_namespace)
         assert leases.items == []
@@ -527,24 +558,19 @@ def test_a_protected_namespace_is_refused_before_anything_is_touched(
 
 def test_a_context_not_allowlisted_is_refused_before_anything_is_touched(
     control_planes: ControlPlanes,
-    kube_clients: dict[str, k8s.ApiClient],
+    eu: k8s.ApiClient,
+    eu_workloads: Workloads,
     k8s_namespace: str,
     service: str,
     tmp_path: Path,
 ) -> None:
-    eu = kube_clients["eu"]
-    want = make_workloads(eu, k8s_namespace)
     doc = gameday_doc(control_planes, k8s_namespace, service, name="not-allowed")
     allow = [control_planes.context("us"), control_planes.context("ap")]
-    code, out = finish(
-        chaosaa("run", str(write(tmp_path, doc)), "--plain", "--report-dir",
-                str(tmp_path / "r"), allow=allow)
-    )  # fmt: skip
+    code, out = run_cli(tmp_path, doc, allow=allow)
     assert code == 2, out
     assert "context(s) chaosaa-test-eu not allowed" in out
-    assert replicas(eu, k8s_namespace) == want
-    assert chaosaa_marks(eu, k8s_namespace) == []
-    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert_restored(eu, k8s_namespace, eu_workloads)
+    report = read_report(tmp_path)
     assert report["exitCode"] == 2 and report["faults"][0]["effectiveAt"] is None
 
 
@@ -554,7 +580,7 @@ async def test_a_protected_node_is_refused(
     core = k8s.CoreV1Api(kube_clients["eu"])
     core.patch_node("eu-node-1", {"metadata": {"labels": {"chaosaa.io/protected": "true"}}})
     try:
-        t = target(control_planes, k8s_namespace, "http://127.0.0.1:9", "prot-node")
+        t = target(control_planes, k8s_namespace, NO_SERVICE, "prot-node")
         with pytest.raises(SafetyError, match="node eu-node-1 of region eu"):
             await t.open()
     finally:
@@ -571,12 +597,10 @@ async def test_a_second_concurrent_run_is_refused_by_the_lease(
     service: str,
     tmp_path: Path,
 ) -> None:
-    first = target(control_planes, k8s_namespace, service, "first-run")
-    await first.open()
+    first = await opened(control_planes, k8s_namespace, service, "first-run")
     await first.acquire_lease("first-run", 30)
     try:
-        second = target(control_planes, k8s_namespace, service, "second-run")
-        await second.open()
+        second = await opened(control_planes, k8s_namespace, service, "second-run")
         with pytest.raises(LeaseHeldError, match="run 'first-run' holds the lease"):
             await second.acquire_lease("second-run", 30)
         # the loser keeps nothing: the first run still holds every region
@@ -602,12 +626,10 @@ async def test_a_second_concurrent_run_is_refused_by_the_lease(
 async def test_an_expired_lease_is_taken_over(
     control_planes: ControlPlanes, k8s_namespace: str
 ) -> None:
-    dead = target(control_planes, k8s_namespace, "http://127.0.0.1:9", "dead")
-    await dead.open()
+    dead = await opened(control_planes, k8s_namespace, NO_SERVICE, "dead")
     await dead.acquire_lease("dead", 1)
     await asyncio.sleep(1.3)
-    alive = target(control_planes, k8s_namespace, "http://127.0.0.1:9", "alive")
-    await alive.open()
+    alive = await opened(control_planes, k8s_namespace, NO_SERVICE, "alive")
     await alive.acquire_lease("alive", 15)
     await alive.release_lease("alive")
 
@@ -618,27 +640,17 @@ async def test_an_expired_lease_is_taken_over(
 async def test_node_faults_without_agents_fail_naming_the_nodes(
     control_planes: ControlPlanes, kube_clients: dict[str, k8s.ApiClient], k8s_namespace: str
 ) -> None:
-    for i, r in enumerate(REGIONS):  # addresses, so that placement succeeds
-        k8s.CoreV1Api(kube_clients[r]).patch_node(
-            f"{r}-node-0", {"metadata": {"annotations": {"chaosaa.io/addresses": f"10.{i}.0.0/16"}}}
-        )
-    try:
-        t = target(control_planes, k8s_namespace, "http://127.0.0.1:9", "no-agent")
-        await t.open()
+    with node_addresses(kube_clients, {r: f"10.{i}.0.0/16" for i, r in enumerate(REGIONS)}):
+        t = await opened(control_planes, k8s_namespace, NO_SERVICE, "no-agent")
         with pytest.raises(FaultError, match=r"needs the chaosaa agent on every node.*eu-node-0"):
             await t.inject(fault(name="slow", type="latency", regions=["eu"], delay="100ms"), 10)
-    finally:
-        for r in REGIONS:
-            k8s.CoreV1Api(kube_clients[r]).patch_node(
-                f"{r}-node-0", {"metadata": {"annotations": {"chaosaa.io/addresses": None}}}
-            )
 
 
 def test_plan_names_every_namespace_and_node_set(
     control_planes: ControlPlanes, k8s_namespace: str
 ) -> None:
-    t = target(control_planes, k8s_namespace, "http://127.0.0.1:9", "plan")
-    actions = t.plan(fault(name="eu-down", type="regionDown", regions=["eu"]))
+    t = target(control_planes, k8s_namespace, NO_SERVICE, "plan")
+    actions = t.plan(fault(**EU_DOWN))
     assert [a.scope for a in actions] == [
         f"namespace {k8s_namespace}@chaosaa-test-eu",
         "nodes of region eu (context chaosaa-test-eu)",

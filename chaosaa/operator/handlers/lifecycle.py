@@ -18,15 +18,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-FINALIZER = "chaosaa.io/finalizer"
-#: where kopf keeps its own bookkeeping on GameDayRuns (annotations, not status)
-KOPF_PREFIX = "kopf.chaosaa.io"
-
 
 def configure(settings: kopf.OperatorSettings, op: Operator) -> None:
-    settings.persistence.finalizer = FINALIZER
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=KOPF_PREFIX)
+    # Only on.event handlers: kopf keeps no finalizer, progress or diff-base annotations on
+    # our objects. The GameDayRun finalizer is the operator's own (gamedayrun.py) and must
+    # not be kopf's: kopf removes its finalizer from objects without on.delete handlers.
     # our own Events say what happens; kopf's "Handler succeeded" would double them
     settings.posting.level = logging.WARNING
     settings.posting.reporting_component = "chaosaa-operator"
@@ -92,6 +88,7 @@ async def cleanup(op: Operator) -> None:
         await op.lease.release()
     if op.health is not None:
         await op.health.stop()
+    op.fire_kube.close()
     op.kube.close()
 
 

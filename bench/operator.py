@@ -328,12 +328,12 @@ def main() -> int:
     print(f"| runs finished (chaosaa_runs_total) | {runs_total:.0f} | |")
     if delays:
         print(
-            f"| run created after its slot (watch): p50 / p95 / p99 / max | "
+            f"| A: all {n} in one slot: created after the slot (watch): p50 / p95 / p99 / max | "
             f"{statistics.median(delays):.2f} / {pct(delays, 95):.2f} / {pct(delays, 99):.2f}"
             f" / {max(delays):.2f} s | ≤ {DELAY_GOAL:g} s |"
         )
         print(
-            f"| share created within 1 s (watch) | "
+            f"| A: share created within 1 s (watch) | "
             f"{sum(d <= DELAY_GOAL for d in delays) / len(delays):.1%} | 100 % |"
         )
     if spread:

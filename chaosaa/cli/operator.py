@@ -25,6 +25,7 @@ def _address(value: str) -> tuple[str | None, int]:
     "--namespace",
     "namespaces",
     multiple=True,
+    envvar="CHAOSAA_OPERATOR_NAMESPACE",
     metavar="NS",
     help="Namespace to watch (repeatable).",
 )
@@ -33,6 +34,7 @@ def _address(value: str) -> tuple[str | None, int]:
     "--all-namespaces",
     "clusterwide",
     is_flag=True,
+    envvar="CHAOSAA_OPERATOR_ALL_NAMESPACES",
     help="Watch every namespace (needs a ClusterRole).",
 )
 @click.option(
@@ -170,6 +172,9 @@ def operator(
     kopf.configure(
         debug=debug, verbose=verbose, quiet=quiet, log_format=kopf.LogFormat[log_format.upper()]
     )
+    if not (verbose or debug):
+        # kopf says "Handler ... succeeded" for every watch event of every object
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     host, port = _address(metrics_address)
     try:
         config = OperatorConfig.build(

@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 FORBID_RECHECK = 10.0
 #: the loop wakes at least this often (wall seconds), also to prove it is alive
 MAX_SLEEP = 15.0
+#: under Replace, how long the new run waits for the old ones to be gone (wall seconds)
+REPLACE_WAIT = 150.0
 #: API calls the scheduler makes at the same time (500 GameDays firing in the same minute)
 CONCURRENCY = 16
 
@@ -305,6 +307,9 @@ class Scheduler:
             self.op.events.normal(
                 entry.ref, "Replaced", f"deleted {', '.join(active)} (concurrencyPolicy Replace)"
             )
+            # the new run starts once the old ones reverted their faults and are gone:
+            # their target lease would refuse it before
+            await self._gone(entry, active)
         name = run_name(entry.name, slot)
         manifest = runs.run_manifest(entry.body, name=name, trigger="schedule", scheduled=slot)
         try:
@@ -326,6 +331,21 @@ class Scheduler:
         entry.since = max(entry.since, slot)
         entry.last_fired = max(entry.last_fired or slot, slot)
         return True
+
+    async def _gone(self, entry: Entry, names: list[str]) -> None:
+        deadline = time.monotonic() + REPLACE_WAIT
+        while time.monotonic() < deadline:
+            indexed = {n for n, _ in self.run_index.get((entry.namespace, entry.name), ())}
+            if not indexed & set(names):
+                return
+            await asyncio.sleep(0.2)
+        log.warning(
+            "GameDay %s/%s: %s still there after %.0fs; starting the new run anyway",
+            entry.namespace,
+            entry.name,
+            ", ".join(names),
+            REPLACE_WAIT,
+        )
 
     async def _write_status(self, entry: Entry, next_time: float | None) -> None:
         wanted: dict[str, Any] = {

@@ -226,7 +226,9 @@ class OperatorProcess:
         def ready() -> bool:
             assert self.proc is not None
             if self.proc.poll() is not None:
-                pytest.fail(f"operator exited with {self.proc.returncode}:\n{self.output()}")
+                pytest.fail(
+                    f"operator exited with {self.proc.returncode}:\n{self.output()[-4000:]}"
+                )
             status = self.healthz()
             return bool(status and status.get("ok"))
 
@@ -244,7 +246,7 @@ class OperatorProcess:
             pytest.fail(f"operator did not exit within {timeout:g}s of {sig.name}")
 
     def output(self) -> str:
-        return "\n".join(p.read_text(errors="replace")[-4000:] for p in self.logs)
+        return "\n".join(p.read_text(errors="replace") for p in self.logs)
 
 
 @pytest.fixture

@@ -231,3 +231,40 @@ def test_forbid_never_overlaps_runs_and_starts_a_waiting_slot_when_the_run_ends(
     assert "Waiting" in cluster.reasons("forbid"), spans
     done = [s for s in runs if s["phase"] != "Interrupted"]  # the last may be stopped
     assert len(done) >= 2 and all(s["phase"] == "Succeeded" for s in done), done
+
+
+def test_replace_aborts_the_running_run_and_starts_the_new_slot(
+    cluster: Cluster, start_operator: Any, clean_lab: Lab
+) -> None:
+    # a fake minute is 6 s and the fault lasts 120 s: every slot finds the last run going
+    op: OperatorProcess = start_operator(
+        cluster.ns,
+        "--lab-state",
+        str(clean_lab.state_dir),
+        clock=f"scale=10,anchor={int(time.time())}",
+    )
+    cluster.create_gameday(
+        "replace",
+        spec(
+            duration="120s",
+            ttl="300s",
+            schedule="* * * * *",
+            concurrencyPolicy="Replace",
+            failedRunsHistoryLimit=10,
+        ),
+    )
+    first = wait_for(lambda: cluster.runs("replace"), 20, "the first run")[0]["metadata"]["name"]
+    wait_for(lambda: active_faults(clean_lab), 30, "the first run's fault")
+    wait_for(lambda: "Replaced" in cluster.reasons("replace"), 30, "the next slot replacing it")
+    wait_for(lambda: cluster.run(first) is None, 30, "the first run deleted")
+    assert {"Stopping", "FaultReverted", "Aborted"} <= set(cluster.reasons(first))
+    second = [r["metadata"]["name"] for r in cluster.runs("replace")]
+    assert second and first not in second
+    # the new run got the target: the old one had reverted its faults and let go of it
+    wait_for(
+        lambda: [f for f in active_faults(clean_lab) if f.startswith(second[0])],
+        30,
+        "the new run's fault",
+    )
+    op.stop(signal.SIGTERM)
+    assert active_faults(clean_lab) == []

@@ -103,8 +103,11 @@ def test_every_minute_fires_exactly_once_per_slot_across_operator_restarts(
     )
     assert created == Counter(names)
     for name in names:
-        assert cluster.reasons(name).count("Running") == 1, name
-        assert cluster.run(name)["status"]["phase"] == "Error"  # type: ignore[index]
+        status = cluster.run(name)["status"]  # type: ignore[index]
+        assert status["phase"] == "Error" and status["startedAt"], (name, status)
+        # (Events are best effort: the one of a run claimed just before SIGKILL may be
+        # lost, never doubled)
+        assert cluster.reasons(name).count("Running") <= 1, (name, cluster.reasons(name))
 
 
 def _iso(instant: float) -> str:

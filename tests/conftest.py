@@ -11,8 +11,12 @@ import shutil
 
 import pytest
 
-#: shared fixtures: the real lab, a real Prometheus with a test exporter
-pytest_plugins = ["tests.lab.fixtures", "tests.prometheus.fixtures"]
+#: shared fixtures: the real lab, a real Prometheus with a test exporter, real control planes
+pytest_plugins = [
+    "tests.lab.fixtures",
+    "tests.prometheus.fixtures",
+    "tests.k8s.fixtures",
+]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import missing
-from tests.k8s.conftest import k8s_bin_dir  # noqa: F401  (fixture)
 from tests.k8s.controlplane import ControlPlanes
 from tests.kind import gotools
 
@@ -54,7 +53,7 @@ def kind_module() -> Path:
 
 
 @pytest.fixture(scope="session")
-def dryrun_plane(k8s_bin_dir: Path) -> Iterator[ControlPlanes]:  # noqa: F811
+def dryrun_plane(k8s_bin_dir: Path) -> Iterator[ControlPlanes]:
     planes = ControlPlanes(k8s_bin_dir, ("kind",), nodes_per_region=1)
     planes.start()
     try:

@@ -23,18 +23,7 @@ import pytest
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
-from tests.k8s import conftest as k8s_tier
 from tests.k8s.controlplane import ControlPlanes
-
-# The k8s tier's fixtures (control planes, clients, namespaces), visible here too. They are
-# conftest fixtures of tests/k8s, so a session running both directories starts a second set
-# of control planes; moving them to tests/k8s/fixtures.py and registering that in
-# tests/conftest.py's pytest_plugins (as tests/lab/fixtures.py is) would share one.
-k8s_bin_dir = k8s_tier.k8s_bin_dir
-control_planes = k8s_tier.control_planes
-kubeconfig = k8s_tier.kubeconfig
-kube_clients = k8s_tier.kube_clients
-k8s_namespace = k8s_tier.k8s_namespace
 
 REPO = Path(__file__).resolve().parents[2]
 CRDS = REPO / "charts" / "chaosaa" / "crds"

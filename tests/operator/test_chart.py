@@ -127,10 +127,21 @@ def test_the_agent_has_net_admin_only_on_the_host_network(k8s_bin_dir: Path) -> 
         {
             "apiGroups": ["chaosaa.io"],
             "resources": ["networkfaults"],
-            "verbs": ["get", "list", "watch"],
+            # patch: the agent's own finalizer, so a deleted fault is reverted first
+            "verbs": ["get", "list", "watch", "patch"],
         },
         {"apiGroups": ["chaosaa.io"], "resources": ["networkfaults/status"], "verbs": ["patch"]},
     ]
+    (lease_role,) = [r for r in kind(docs, "Role") if r["metadata"]["name"] == "chaosaa-agent"]
+    assert lease_role["rules"] == [
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "verbs": ["get", "create", "patch", "delete"],
+        }
+    ]
+    env = {e["name"]: e for e in container["env"]}
+    assert "CHAOSAA_NAMESPACE" in env
 
 
 def test_the_service_monitor_scrapes_the_operators_metrics_port(k8s_bin_dir: Path) -> None:

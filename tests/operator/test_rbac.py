@@ -284,6 +284,7 @@ def test_the_operators_permissions_are_exactly_what_it_needs(
                 ("list", "networkfaults.chaosaa.io"),
                 ("watch", "networkfaults.chaosaa.io"),
                 ("patch", "networkfaults.chaosaa.io/status"),
+                ("patch", "networkfaults.chaosaa.io"),  # its finalizer
             }
             for key in agent_matrix
         }

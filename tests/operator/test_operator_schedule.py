@@ -104,7 +104,9 @@ def test_every_minute_fires_exactly_once_per_slot_across_operator_restarts(
     assert created == Counter(names)
     for name in names:
         status = cluster.run(name)["status"]  # type: ignore[index]
-        assert status["phase"] == "Error" and status["startedAt"], (name, status)
+        # each run fails in preflight (no lab); one still in flight when an operator is
+        # stopped ends Interrupted instead: either way it was started exactly once
+        assert status["phase"] in ("Error", "Interrupted") and status["startedAt"], (name, status)
         # (Events are best effort: the one of a run claimed just before SIGKILL may be
         # lost, never doubled)
         assert cluster.reasons(name).count("Running") <= 1, (name, cluster.reasons(name))

@@ -257,7 +257,12 @@ def test_replace_aborts_the_running_run_and_starts_the_new_slot(
     wait_for(lambda: active_faults(clean_lab), 30, "the first run's fault")
     wait_for(lambda: "Replaced" in cluster.reasons("replace"), 30, "the next slot replacing it")
     wait_for(lambda: cluster.run(first) is None, 30, "the first run deleted")
-    assert {"Stopping", "FaultReverted", "Aborted"} <= set(cluster.reasons(first))
+    # the run's last Events may be posted just after its finalizer let it go
+    wait_for(
+        lambda: {"Stopping", "FaultReverted", "Aborted"} <= set(cluster.reasons(first)),
+        15,
+        "the first run's Stopping, FaultReverted and Aborted events",
+    )
     second = [r["metadata"]["name"] for r in cluster.runs("replace")]
     assert second and first not in second
     # the new run got the target: the old one had reverted its faults and let go of it

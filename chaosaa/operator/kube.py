@@ -210,21 +210,15 @@ class Kube:
     ) -> dict[str, Any]:
         """Merge-patch the status; with ``resource_version`` it fails with ConflictError
         when the object changed since (optimistic concurrency)."""
-        body = dict(patch)
-        if resource_version is not None:
-            body["metadata"] = {"resourceVersion": resource_version}
-        out: dict[str, Any] = await self._call(
+        return await self._merge_patch(
             f"patch {plural} {namespace}/{name} status",
             self.custom.patch_namespaced_custom_object_status,
-            GROUP,
-            VERSION,
-            namespace,
             plural,
+            namespace,
             name,
-            body,
-            _content_type=MERGE_PATCH,
+            patch,
+            resource_version,
         )
-        return out
 
     async def patch(
         self,
@@ -237,19 +231,32 @@ class Kube:
     ) -> dict[str, Any]:
         """Merge-patch the object (metadata, spec); with ``resource_version`` as in
         :meth:`patch_status`."""
+        return await self._merge_patch(
+            f"patch {plural} {namespace}/{name}",
+            self.custom.patch_namespaced_custom_object,
+            plural,
+            namespace,
+            name,
+            patch,
+            resource_version,
+        )
+
+    async def _merge_patch(
+        self,
+        what: str,
+        method: Any,
+        plural: str,
+        namespace: str,
+        name: str,
+        patch: Mapping[str, Any],
+        resource_version: str | None,
+    ) -> dict[str, Any]:
+        """One merge patch of a chaosaa object or its status subresource."""
         body = {**patch}
         if resource_version is not None:
             body["metadata"] = {**body.get("metadata", {}), "resourceVersion": resource_version}
         out: dict[str, Any] = await self._call(
-            f"patch {plural} {namespace}/{name}",
-            self.custom.patch_namespaced_custom_object,
-            GROUP,
-            VERSION,
-            namespace,
-            plural,
-            name,
-            body,
-            _content_type=MERGE_PATCH,
+            what, method, GROUP, VERSION, namespace, plural, name, body, _content_type=MERGE_PATCH
         )
         return out
 

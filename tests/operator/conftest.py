@@ -11,7 +11,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -24,6 +23,7 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from tests.k8s.controlplane import ControlPlanes
+from tests.lab.fixtures import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 CRDS = REPO / "charts" / "chaosaa" / "crds"
@@ -38,14 +38,8 @@ def free_port() -> int:
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    pytest.fail(f"timed out after {timeout:g}s waiting for {what}; last={last!r}")
+    """The lab tests' poller, with the argument order the operator tests use."""
+    return wait_until(predicate, timeout, interval, what)
 
 
 def kubectl(

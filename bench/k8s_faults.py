@@ -5,7 +5,8 @@ Starts the k8s test tier's control planes (3 regions, 3 kwok nodes each; binarie
 ``chaosaa`` agent in it (``--netns``), so node faults are applied with real nft/tc rules.
 Each round injects one fault per region *in parallel* (three faults at once, nine nodes),
 measured exactly as the engine does: from the inject request until ``verify_effect``
-holds (polled every 10 ms), and from the revert request until ``verify_reverted`` holds.
+holds (polled every ``KubernetesTarget.verify_interval``), and from the revert request
+until ``verify_reverted`` holds.
 
     python bench/k8s_faults.py [--rounds 5] [--out results.md]
 
@@ -44,7 +45,7 @@ from tests.k8s.controlplane import ControlPlanes, find_bin_dir, missing_binaries
 REGIONS = ("us", "eu", "ap")
 NEXT = {"us": "eu", "eu": "ap", "ap": "us"}
 NS = "bench"
-POLL = 0.01
+POLL = KubernetesTarget.verify_interval
 
 
 def netem_available() -> bool:

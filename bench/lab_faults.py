@@ -3,7 +3,7 @@
 Starts a real 3-region lab (``chaosaa.lab.control.up``) in a temporary state directory
 and drives each fault through ``chaosaa.targets.lab.LabTarget`` exactly as the engine
 does: time to effect = from just before ``inject()`` until ``verify_effect()`` first
-returns True, polled every ``POLL_INTERVAL`` (10 ms); time to revert likewise from just
+returns True, polled every ``LabTarget.verify_interval`` (10 ms); time to revert likewise from just
 before ``revert()`` until ``verify_reverted()`` is True. Each fault type is repeated N
 times (default 10); every wait is bounded. Prints a markdown table (p50 and max).
 Usage: python bench/lab_faults.py [REPETITIONS]
@@ -25,7 +25,6 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from chaosaa.engine.faults import POLL_INTERVAL
 from chaosaa.lab import control
 from chaosaa.spec.model import Fault
 from chaosaa.spec.model import Target as TargetSpec
@@ -63,12 +62,12 @@ _FAULT: TypeAdapter[Fault] = TypeAdapter(Fault)
 
 
 async def _until(check: Callable[[], Awaitable[bool]], what: str) -> None:
-    """The engine's wait: poll every POLL_INTERVAL until true (bounded)."""
+    """The engine's wait: poll every verify_interval until true (bounded)."""
     deadline = time.monotonic() + VERIFY_LIMIT
     while not await check():
         if time.monotonic() >= deadline:
             raise RuntimeError(f"{what}: not verified within {VERIFY_LIMIT}s")
-        await asyncio.sleep(POLL_INTERVAL)
+        await asyncio.sleep(LabTarget.verify_interval)
 
 
 async def _one(target: LabTarget, fault: Fault) -> tuple[float, float]:

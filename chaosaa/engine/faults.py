@@ -22,8 +22,6 @@ from chaosaa.targets.base import AppliedFault, Target
 
 log = logging.getLogger(__name__)
 
-#: how often the engine polls for a fault's effect / revert
-POLL_INTERVAL = 0.01
 #: how long a fault may take to show its effect or to disappear
 VERIFY_TIMEOUT = 15.0
 #: renewals happen at this fraction of the TTL (TTL 10 s -> every 2 s)
@@ -59,15 +57,22 @@ class FaultRecord:
         return self.reverted_at - self.revert_requested_at
 
 
-async def _wait_until(check: Callable[[], Any], what: str, limit: float) -> float:
-    """Poll an async predicate until true; return the unix time it first held."""
+async def _wait_until(
+    check: Callable[[], Any], applied: AppliedFault, what: str, limit: float, interval: float
+) -> float:
+    """Poll an async predicate until true; return the unix time it first held.
+
+    On timeout the error names what the target last found not done (``applied.pending``).
+    """
     deadline = time.monotonic() + limit
     while True:
+        applied.pending = []
         if await check():
             return time.time()
         if time.monotonic() >= deadline:
-            raise FaultError(f"{what}: not verified within {limit:g}s")
-        await asyncio.sleep(POLL_INTERVAL)
+            left = f"; still waiting for: {'; '.join(applied.pending)}" if applied.pending else ""
+            raise FaultError(f"{what}: not verified within {limit:g}s{left}")
+        await asyncio.sleep(interval)
 
 
 class FaultRunner:
@@ -105,7 +110,11 @@ class FaultRunner:
         rec.actions = [f"{a.scope}: {a.action}" for a in rec.applied.actions]
         applied = rec.applied
         rec.effective_at = await _wait_until(
-            lambda: self.target.verify_effect(applied), f"fault {f.name!r} effect", VERIFY_TIMEOUT
+            lambda: self.target.verify_effect(applied),
+            applied,
+            f"fault {f.name!r} effect",
+            VERIFY_TIMEOUT,
+            self.target.verify_interval,
         )
         self._emit(
             "fault.effective",
@@ -144,8 +153,10 @@ class FaultRunner:
             await self.target.revert(applied)
             rec.reverted_at = await _wait_until(
                 lambda: self.target.verify_reverted(applied),
+                applied,
                 f"fault {f.name!r} revert",
                 VERIFY_TIMEOUT,
+                self.target.verify_interval,
             )
         except Exception as exc:
             rec.error = f"revert failed: {exc}"

@@ -252,6 +252,7 @@ def down(state_dir: str | os.PathLike[str] | None = None, timeout: float = 20.0)
     lab = running_lab(root)
     if lab is None:
         _remove_leftovers(paths)
+        _reap_exited()  # a supervisor of ours that died (killed) is reaped here
         return False
     with contextlib.suppress(OSError, ValueError):
         http_json("POST", f"{lab.supervisor_url}/shutdown", timeout=3.0)
@@ -267,6 +268,12 @@ def _reap(pid: int) -> None:
     if proc is not None:
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=5.0)
+
+
+def _reap_exited() -> None:
+    for pid, proc in list(_STARTED.items()):
+        if proc.poll() is not None:
+            del _STARTED[pid]
 
 
 def _wait_gone(pid: int, timeout: float) -> bool:

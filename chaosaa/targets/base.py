@@ -70,6 +70,9 @@ class AppliedFault:
     actions: list[PlannedAction] = field(default_factory=list)
     #: target-private state needed to revert exactly (e.g. previous replica counts)
     state: dict[str, Any] = field(default_factory=dict)
+    #: what the last verify_effect / verify_reverted found not done yet, for the error
+    #: that a verification timeout raises ("eu/Deployment/shop/web: 2 pods serving")
+    pending: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,10 @@ class Target(ABC):
 
     kind: ClassVar[str]
     supported_faults: ClassVar[frozenset[str]]
+    #: how often the engine polls verify_effect / verify_reverted; it bounds the error
+    #: of t_effect and t_reverted. Remote targets poll slower so that the polling does
+    #: not compete with the controllers that carry the fault out.
+    verify_interval: ClassVar[float] = 0.01
 
     def __init__(self, spec: TargetSpec, options: TargetOptions) -> None:
         self.spec = spec

@@ -124,6 +124,8 @@ class KindTarget(Target):
 
     kind: ClassVar[str] = "kind"
     supported_faults: ClassVar[frozenset[str]] = frozenset(FAULT_TYPES)
+    #: each poll runs `docker exec` on every node of the fault
+    verify_interval: ClassVar[float] = 0.05
 
     def __init__(self, spec: Any, options: Any, runner: DockerRunner | None = None) -> None:
         super().__init__(spec, options)

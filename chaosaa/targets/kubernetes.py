@@ -458,6 +458,9 @@ class KubernetesTarget(Target):
 
     kind: ClassVar[str] = "kubernetes"
     supported_faults: ClassVar[frozenset[str]] = frozenset(FAULT_TYPES)
+    #: each poll is a handful of API calls per region: 20 polls a second is plenty next
+    #: to what the controllers need to act, and leaves the API servers to them
+    verify_interval: ClassVar[float] = 0.05
 
     def __init__(self, spec: Any, options: Any) -> None:
         super().__init__(spec, options)
@@ -848,6 +851,7 @@ class KubernetesTarget(Target):
         return applied
 
     async def verify_effect(self, applied: AppliedFault) -> bool:
+        applied.pending = []
         checks = []
         if applied.state.get("workloads") or applied.state.get("nodes"):
             checks.append(self._scaled_down(applied))
@@ -909,6 +913,7 @@ class KubernetesTarget(Target):
             raise FaultError(f"fault {fault.name!r}: revert failed: {'; '.join(errors)}")
 
     async def verify_reverted(self, applied: AppliedFault) -> bool:
+        applied.pending = []
         fault = applied.fault
         labels = selector(self._labels(fault))
         client = _client_api()
@@ -929,13 +934,18 @@ class KubernetesTarget(Target):
         results = await asyncio.gather(*checks)
         for res in results:
             items = res if isinstance(res, list) else (res or {}).get("items") or []
-            if items:
-                return False
+            for item in items:  # (kind, object) pairs from _list_workloads, or objects
+                kind, obj = item if isinstance(item, tuple) else ("object", item)
+                applied.pending.append(f"{kind} {_meta(obj).get('name')}: still marked")
+        if applied.pending:
+            return False
         # the exact replicas are back (read from the objects themselves)
         for region, kind, ns, name in applied.state.get("workloads", []):
             want = applied.state["replicas"][f"{region}/{kind}/{ns}/{name}"]
             obj = await self._read_workload(region, kind, ns, name)
-            if obj is not None and (obj.get("spec") or {}).get("replicas") != want:
+            have = (obj or {}).get("spec", {}).get("replicas")
+            if obj is not None and have != want:
+                applied.pending.append(f"{region}/{kind}/{ns}/{name}: {have} of {want} replicas")
                 return False
         return True
 
@@ -1093,21 +1103,27 @@ class KubernetesTarget(Target):
         raise FaultError(f"node {meta['name']}: kept changing while being cordoned")
 
     async def _scaled_down(self, applied: AppliedFault) -> bool:
-        """Pods of every scaled workload gone, nodes cordoned (read back from the API).
+        """No pod of any scaled workload still serving; nodes cordoned (read back).
 
-        What has been seen done stays done (replicas are 0, nobody uncordons), so each
-        poll only asks about the rest: the engine polls every 10 ms.
+        A pod being deleted counts as down: it left the Service endpoints the moment its
+        deletion began, and its kubelet may take up to terminationGracePeriodSeconds to
+        remove it. What has been seen done stays done (replicas are 0, nobody
+        uncordons), so each poll only asks about the rest.
         """
         client = _client_api()
         done: set[str] = applied.state.setdefault("verified", set())
 
-        async def workload_gone(region: str, kind: str, ns: str, name: str) -> None:
+        async def workload_down(region: str, kind: str, ns: str, name: str) -> None:
             key = f"{region}/{kind}/{ns}/{name}"
             sel = applied.state["selectors"].get(key)
-            if sel is not None:  # terminating pods still count
+            if sel is not None:
                 core = client.CoreV1Api(self._region(region).api)
-                pods = await kcall(core.list_namespaced_pod, ns, label_selector=sel, limit=1)
-                if pods.get("items"):
+                pods = await kcall(core.list_namespaced_pod, ns, label_selector=sel)
+                serving = [
+                    p for p in pods.get("items") or [] if not _meta(p).get("deletionTimestamp")
+                ]
+                if serving:
+                    applied.pending.append(f"{key}: {len(serving)} pod(s) not being deleted")
                     return
             done.add(key)
 
@@ -1116,10 +1132,12 @@ class KubernetesTarget(Target):
             node = await kcall(core.read_node, name)
             if (node.get("spec") or {}).get("unschedulable"):
                 done.add(f"{region}/node/{name}")
+            else:
+                applied.pending.append(f"{region}/node/{name}: not cordoned")
 
         await asyncio.gather(
             *(
-                workload_gone(*w)
+                workload_down(*w)
                 for w in applied.state.get("workloads", [])
                 if "/".join(w) not in done
             ),
@@ -1282,6 +1300,11 @@ class KubernetesTarget(Target):
         todo = [tuple(p) for p in applied.state["policies"] if tuple(p) not in seen]
         found = await asyncio.gather(*(present(*p) for p in todo))
         seen.update(p for p, ok in zip(todo, found, strict=True) if ok)
+        applied.pending += [
+            f"{r}/NetworkPolicy/{ns}/{name}: not found"
+            for (r, ns, name), ok in zip(todo, found, strict=True)
+            if not ok
+        ]
         return len(seen) == len(applied.state["policies"])
 
     async def _delete_policies(self, region: Region, labels: str) -> None:
@@ -1427,6 +1450,7 @@ class KubernetesTarget(Target):
             *(self._list_network_faults(r, labels) for r in self._contexts().values())
         )
         seen: dict[str, dict[str, Any]] = {}
+        waiting: list[str] = []
         for items in lists:
             for item in items:
                 seen[_meta(item)["name"]] = item
@@ -1441,8 +1465,13 @@ class KubernetesTarget(Target):
                     f"{(found.get('spec') or {}).get('node')}: {status.get('message')}"
                 )
             if status.get("phase") != nf.PHASE_APPLIED:
-                return False
-        return True
+                node = (found.get("spec") or {}).get("node")
+                waiting.append(
+                    f"NetworkFault {name}: phase {status.get('phase') or 'unset'}; "
+                    f"is the chaosaa agent running on node {node}?"
+                )
+        applied.pending += waiting
+        return not waiting
 
     async def _renew_network_faults(self, applied: AppliedFault, ttl: float) -> None:
         client = _client_api()

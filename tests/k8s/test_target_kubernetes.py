@@ -27,6 +27,7 @@ import yaml
 from kubernetes import client as k8s
 
 from chaosaa.agent.agent import Agent, AgentConfig
+from chaosaa.engine import faults
 from chaosaa.engine.run import Run
 from chaosaa.errors import FaultError, LeaseHeldError, SafetyError
 from chaosaa.spec.loader import validate_gameday
@@ -232,6 +233,12 @@ def running_pods(api: k8s.ApiClient, ns: str) -> int:
     return sum(1 for p in pods if p.status and p.status.phase == "Running")
 
 
+def serving_pods(api: k8s.ApiClient, ns: str) -> int:
+    """Pods not being deleted: the ones a Service still sends traffic to."""
+    pods = k8s.CoreV1Api(api).list_namespaced_pod(ns, _request_timeout=10).items
+    return sum(1 for p in pods if p.metadata.deletion_timestamp is None)
+
+
 def replicas(api: k8s.ApiClient, ns: str) -> Workloads:
     apps = k8s.AppsV1Api(api)
     out: Workloads = {}
@@ -292,7 +299,8 @@ async def test_region_down_scales_to_zero_and_back_to_the_exact_replicas(
         t = await opened(control_planes, k8s_namespace, NO_SERVICE, "rd-exact")
         applied = await inject_verified(t, fault(**EU_DOWN), 10)
         assert set(replicas(eu, k8s_namespace).values()) == {0}
-        assert running_pods(eu, k8s_namespace) == 0
+        assert serving_pods(eu, k8s_namespace) == 0  # deleted or being deleted
+        wait(lambda: running_pods(eu, k8s_namespace) == 0, 30, "pods gone")
         nodes = {n.metadata.name: n for n in core.list_node(_request_timeout=10).items}
         assert all(n.spec.unschedulable for n in nodes.values())
         web = k8s.AppsV1Api(eu).read_namespaced_deployment("web", k8s_namespace)
@@ -338,6 +346,36 @@ async def test_region_down_is_restored_when_the_run_is_cancelled(
     assert_restored(eu, k8s_namespace, eu_workloads)
     lease = k8s.CoordinationV1Api(eu).list_namespaced_lease(k8s_namespace, _request_timeout=10)
     assert [item.metadata.name for item in lease.items] == []  # released
+
+
+async def test_a_region_that_does_not_go_down_fails_naming_what_still_serves(
+    control_planes: ControlPlanes,
+    eu: k8s.ApiClient,
+    eu_workloads: Workloads,
+    k8s_namespace: str,
+    service: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A bare pod that matches Deployment web's selector but no ReplicaSet's (those also
+    # select on pod-template-hash): scaling to 0 never removes it, so the region keeps
+    # serving through the Service and the fault must not be called effective.
+    core = k8s.CoreV1Api(eu)
+    stray = {
+        "metadata": {"name": "stray-web", "labels": {"app": "web"}},
+        "spec": {"containers": [{"name": "c", "image": "registry.invalid/x:1"}]},
+    }
+    core.create_namespaced_pod(k8s_namespace, stray, _request_timeout=10)
+    monkeypatch.setattr(faults, "VERIFY_TIMEOUT", 3.0)
+    gd = validate_gameday(gameday_doc(control_planes, k8s_namespace, service), "stray.yaml")
+    outcome = await Run(
+        gd, TargetOptions(allowed_contexts=tuple(contexts(control_planes)))
+    ).execute()
+    assert outcome.exit_code == 4
+    assert outcome.reason is not None
+    assert "effect: not verified within 3s; still waiting for: " in outcome.reason
+    assert f"eu/Deployment/{k8s_namespace}/web: 1 pod(s) not being deleted" in outcome.reason
+    assert "api" not in outcome.reason  # the workloads that did go down are not named
+    assert_restored(eu, k8s_namespace, eu_workloads)
 
 
 def test_sigterm_to_chaosaa_run_restores_the_region(

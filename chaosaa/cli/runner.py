@@ -5,15 +5,42 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import click
 
+from chaosaa.engine.progress import Progress
 from chaosaa.errors import ChaosaaError, ExitCode
 from chaosaa.spec.model import GameDay
 from chaosaa.targets.base import TargetOptions
+
+
+class _PrewarmChart:
+    """The CLI's progress, which also starts importing the chart's plotting library in a
+    thread once every fault is reverted (phase ``recover``): the GameDay's own recovery
+    time hides the import, and report.html is written without waiting for it."""
+
+    def __init__(self, inner: Progress) -> None:
+        self.inner = inner
+        self._thread: threading.Thread | None = None
+
+    def phase(self, name: str, detail: str = "") -> None:
+        if name == "recover" and self._thread is None:
+            from chaosaa.report.chart import prewarm
+
+            self._thread = threading.Thread(target=prewarm, name="prewarm-chart", daemon=True)
+            self._thread.start()
+        self.inner.phase(name, detail)
+
+    def event(self, at: float, event: str, detail: dict[str, Any]) -> None:
+        self.inner.event(at, event, detail)
+
+    def traffic(self, sent: int, ok: int, errors: int, by_region: dict[str, int]) -> None:
+        self.inner.traffic(sent, ok, errors, by_region)
 
 
 def _options(
@@ -98,12 +125,12 @@ def run_command(
     from chaosaa.report.console import render_summary
     from chaosaa.report.write import write_reports
 
-    progress = make_progress(plain)
+    progress = _PrewarmChart(make_progress(plain))
     try:
         run = Run(gameday, options, progress)
         outcome = asyncio.run(_execute_with_signals(run))
     finally:
-        close = getattr(progress, "close", None)
+        close = getattr(progress.inner, "close", None)
         if close is not None:
             close()
     from chaosaa.engine.run import RunOutcome

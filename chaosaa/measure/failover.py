@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_left
 from collections.abc import Sequence
+from typing import Any
 
 from chaosaa.measure.result import PROBE, PROMETHEUS, FailoverTime
 from chaosaa.model import Sample
@@ -53,17 +54,7 @@ def failover_time_from_samples(
     first = bisect_left(times, t_effect)
     params = {"threshold": threshold, "sustain": sustain, "window": window}
     if first == len(times):
-        return FailoverTime(
-            measured=None,
-            unit="s",
-            source=PROBE,
-            error_bound_seconds=None,
-            details={**params, "requests": 0, "reason": "no requests sent after t_effect"},
-            no_data=True,
-            degraded=False,
-            recovered=False,
-            recovered_at=None,
-        )
+        return _no_data(PROBE, None, {**params, "requests": 0}, "no requests sent after t_effect")
 
     after = obs[first:]
     failures = [t for t, ok in after if not ok]
@@ -104,29 +95,9 @@ def failover_time_from_samples(
             break
 
     if recovery is None:
-        return FailoverTime(
-            measured=end - t_effect,
-            unit="s",
-            source=PROBE,
-            error_bound_seconds=mean_gap,
-            details={**details, "degraded": True, "recovered": False, "recoveredAt": None},
-            degraded=True,
-            recovered=False,
-            recovered_at=None,
-        )
-    at = times[recovery]
-    degraded = recovery != first
+        return _measured(PROBE, mean_gap, details, t_effect, None, stop=end)
     bound = _gap_around(times, recovery, fallback=mean_gap)
-    return FailoverTime(
-        measured=at - t_effect if degraded else 0.0,
-        unit="s",
-        source=PROBE,
-        error_bound_seconds=bound,
-        details={**details, "degraded": degraded, "recovered": True, "recoveredAt": at},
-        degraded=degraded,
-        recovered=True,
-        recovered_at=at,
-    )
+    return _measured(PROBE, bound, details, t_effect, times[recovery], degraded=recovery != first)
 
 
 def failover_time_from_series(
@@ -153,17 +124,7 @@ def failover_time_from_series(
     bound = step + scrape_interval
     params = {"threshold": threshold, "sustain": sustain, "step": step}
     if not any(math.isfinite(v) for _, v in pts):
-        return FailoverTime(
-            measured=None,
-            unit="s",
-            source=PROMETHEUS,
-            error_bound_seconds=bound,
-            details={**params, "points": len(pts), "reason": "no data after t_effect"},
-            no_data=True,
-            degraded=False,
-            recovered=False,
-            recovered_at=None,
-        )
+        return _no_data(PROMETHEUS, bound, {**params, "points": len(pts)}, "no data after t_effect")
     needed = max(1, math.ceil(sustain / step - 1e-9))
     # run[i]: healthy grid points in a row starting at point i
     run = [0] * (len(pts) + 1)
@@ -186,27 +147,56 @@ def failover_time_from_series(
     }
     if recovery is None:
         stop = end if end is not None else pts[-1][0] + step
-        return FailoverTime(
-            measured=stop - t_effect,
-            unit="s",
-            source=PROMETHEUS,
-            error_bound_seconds=bound,
-            details={**details, "degraded": True, "recovered": False, "recoveredAt": None},
-            degraded=True,
-            recovered=False,
-            recovered_at=None,
-        )
-    at = pts[recovery][0]
-    degraded = recovery != 0
+        return _measured(PROMETHEUS, bound, details, t_effect, None, stop=stop)
+    return _measured(PROMETHEUS, bound, details, t_effect, pts[recovery][0], degraded=recovery != 0)
+
+
+def _no_data(
+    source: str, bound: float | None, details: dict[str, Any], reason: str
+) -> FailoverTime:
     return FailoverTime(
-        measured=at - t_effect if degraded else 0.0,
+        measured=None,
         unit="s",
-        source=PROMETHEUS,
+        source=source,
         error_bound_seconds=bound,
-        details={**details, "degraded": degraded, "recovered": True, "recoveredAt": at},
+        details={**details, "reason": reason},
+        no_data=True,
+        degraded=False,
+        recovered=False,
+        recovered_at=None,
+    )
+
+
+def _measured(
+    source: str,
+    bound: float,
+    details: dict[str, Any],
+    t_effect: float,
+    recovered_at: float | None,
+    *,
+    degraded: bool = True,
+    stop: float = math.nan,
+) -> FailoverTime:
+    """Recovered at ``recovered_at`` (0 if never degraded), or not by ``stop``."""
+    recovered = recovered_at is not None
+    if recovered_at is None:
+        measured = stop - t_effect
+    else:
+        measured = recovered_at - t_effect if degraded else 0.0
+    return FailoverTime(
+        measured=measured,
+        unit="s",
+        source=source,
+        error_bound_seconds=bound,
+        details={
+            **details,
+            "degraded": degraded,
+            "recovered": recovered,
+            "recoveredAt": recovered_at,
+        },
         degraded=degraded,
-        recovered=True,
-        recovered_at=at,
+        recovered=recovered,
+        recovered_at=recovered_at,
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import math
 import re
+import sys
 from html.parser import HTMLParser
 
 import pytest
@@ -177,3 +178,42 @@ def test_importing_the_report_package_does_not_import_matplotlib() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert out.stdout.strip() == "False"
+
+
+def test_the_cli_imports_the_chart_library_while_the_run_recovers() -> None:
+    from chaosaa.cli.runner import _PrewarmChart
+    from chaosaa.engine.progress import Progress
+
+    calls: list[tuple[str, ...]] = []
+
+    class Recorder:
+        def phase(self, name: str, detail: str = "") -> None:
+            calls.append(("phase", name, detail))
+
+        def event(self, at: float, event: str, detail: dict[str, object]) -> None:
+            calls.append(("event", event))
+
+        def traffic(self, sent: int, ok: int, errors: int, by_region: dict[str, int]) -> None:
+            calls.append(("traffic", str(sent)))
+
+    inner: Progress = Recorder()
+    progress = _PrewarmChart(inner)
+    progress.phase("inject", "1 fault(s)")
+    progress.event(1.0, "fault.effective", {})
+    progress.traffic(5, 5, 0, {"us": 5})
+    assert progress._thread is None  # nothing while faults are in place
+    progress.phase("recover", "traffic goes on for 1s")
+    thread = progress._thread
+    assert thread is not None and thread.daemon
+    progress.phase("recover", "again")
+    assert progress._thread is thread  # once per run
+    thread.join(30)
+    assert not thread.is_alive()
+    assert "matplotlib.figure" in sys.modules
+    assert calls == [
+        ("phase", "inject", "1 fault(s)"),
+        ("event", "fault.effective"),
+        ("traffic", "5"),
+        ("phase", "recover", "traffic goes on for 1s"),
+        ("phase", "recover", "again"),
+    ]

@@ -3,10 +3,11 @@
 Starts the k8s test tier's control planes (3 regions, 3 kwok nodes each; binaries from
 ``hack/k8s-bin``) and, as root, one network namespace per node with an in-process
 ``chaosaa`` agent in it (``--netns``), so node faults are applied with real nft/tc rules.
-Each round injects one fault per region *in parallel* (three faults at once, nine nodes),
-measured exactly as the engine does: from the inject request until ``verify_effect``
-holds (polled every ``KubernetesTarget.verify_interval``), and from the revert request
-until ``verify_reverted`` holds.
+Each round starts from a steady system (every pod running again) and injects one fault
+per region *in parallel* (three faults at once, nine nodes), measured exactly as the
+engine does: from the inject request until ``verify_effect`` holds (polled every
+``KubernetesTarget.verify_interval``), and from the revert request until
+``verify_reverted`` holds.
 
     python bench/k8s_faults.py [--rounds 5] [--out results.md]
 
@@ -113,6 +114,25 @@ async def until(check: Callable[[], Awaitable[bool]], limit: float = 20.0) -> fl
             raise TimeoutError("not verified within 20 s")
         await asyncio.sleep(POLL)
     return time.monotonic()
+
+
+def steady(planes: ControlPlanes) -> None:
+    """Every region back at its 8 running pods, none being deleted: a round starts from a
+    steady system, as a GameDay does (not timed). Back-to-back rounds would otherwise
+    scale down ReplicaSets still busy creating the last round's pods."""
+    deadline = time.monotonic() + 60
+    for r in REGIONS:
+        core = k8s.CoreV1Api(planes.api_client(r))
+        while True:
+            pods = core.list_namespaced_pod(NS).items
+            up = [
+                p for p in pods if p.status.phase == "Running" and not p.metadata.deletion_timestamp
+            ]
+            if len(up) == len(pods) == 8:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{r}: pods did not come back within 60 s")
+            time.sleep(0.1)
 
 
 async def one_round(target: KubernetesTarget, gameday: Any) -> tuple[list[float], list[float]]:
@@ -235,6 +255,7 @@ async def main() -> int:
             for n in range(args.rounds):
                 body = {**doc["spec"], "faults": fault_specs(kind, n)}
                 round_gd = validate_gameday({**doc, "spec": body}, "bench.yaml")
+                await asyncio.to_thread(steady, planes)
                 e, r = await one_round(target, round_gd)
                 effects += e
                 reverts += r

@@ -40,7 +40,7 @@ MAX_SLEEP = 15.0
 #: under Replace, how long the new run waits for the old ones to be gone (wall seconds)
 REPLACE_WAIT = 150.0
 #: API calls the scheduler makes at the same time (500 GameDays firing in the same minute)
-CONCURRENCY = 16
+CONCURRENCY = 32
 
 #: (namespace, gameday) -> values of the runs index: (run name, phase or None)
 RunIndex = Mapping[tuple[str, str], Collection[tuple[str, str | None]]]

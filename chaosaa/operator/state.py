@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 #: /healthz fails when the scheduler loop has not ticked for this long (wall seconds)
 STALE_AFTER = 60.0
 #: threads creating scheduled runs
-FIRE_WORKERS = 16
+FIRE_WORKERS = 32
 
 
 class Operator:

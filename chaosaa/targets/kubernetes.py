@@ -131,6 +131,9 @@ async def kcall(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
 
 
 JSON_PATCH = "application/json-patch+json"
+#: list objects' metadata only (what regionDown's poll needs: deletionTimestamp), not the
+#: whole pod specs and statuses a large workload would send 20 times a second
+METADATA_ONLY = {"Accept": "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"}
 
 
 def _escape(key: str) -> str:
@@ -1118,7 +1121,9 @@ class KubernetesTarget(Target):
             sel = applied.state["selectors"].get(key)
             if sel is not None:
                 core = client.CoreV1Api(self._region(region).api)
-                pods = await kcall(core.list_namespaced_pod, ns, label_selector=sel)
+                pods = await kcall(
+                    core.list_namespaced_pod, ns, label_selector=sel, _headers=METADATA_ONLY
+                )
                 serving = [
                     p for p in pods.get("items") or [] if not _meta(p).get("deletionTimestamp")
                 ]

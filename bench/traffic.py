@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import csv
 import io
 import json
@@ -382,6 +383,24 @@ def loop_noise(cpu: int, seconds: float = 3.0) -> str:
     return f"idle-loop wake-up lag p99 {fmt_ms(p99)}, max {fmt_ms(worst)} over {seconds:.0f} s"
 
 
+def time_wait_sockets() -> int:
+    """TCP sockets in TIME_WAIT (state 06 in /proc/net/tcp and tcp6)."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError), open(table) as f:
+            count += sum(1 for line in f if line.split()[3:4] == ["06"])
+    return count
+
+
+def wait_for_quiet_sockets(limit: int = 1000, seconds: float = 75.0) -> None:
+    """A previous run's collapsed ramp leaves thousands of TIME_WAIT sockets for ~60 s;
+    starting among them costs vegeta most of its 1,000 req/s. Wait them out (bounded)."""
+    deadline = time.monotonic() + seconds
+    while (n := time_wait_sockets()) > limit and time.monotonic() < deadline:
+        print(f"waiting for {n} TIME_WAIT sockets of an earlier run to clear", file=sys.stderr)
+        time.sleep(5)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="shorter steps (smoke test)")
@@ -393,6 +412,7 @@ def main() -> int:
         print("warning: one CPU only; generator and target share it", file=sys.stderr)
     step_s = 1.0 if args.quick else RAMP_STEP_SECONDS
     fixed_s = 3.0 if args.quick else 10.0
+    wait_for_quiet_sockets()
     notes = machine_notes()
     notes["noise"] = loop_noise(gen_cpu)
     target, url = start_target(target_cpu)

@@ -333,6 +333,7 @@ class LabTarget(Target):
         except _HttpStatusError:
             return False
         applied.state["verifyEffect"] = result
+        applied.pending = _failed_checks(result, "active")
         return bool(result.get("state") == "active" and result.get("verified"))
 
     async def renew(self, applied: AppliedFault, ttl: float) -> None:
@@ -359,6 +360,7 @@ class LabTarget(Target):
             listed = await self._call("GET", f"{self.supervisor}/faults")
             return all(f["id"] != applied.ref for f in listed["faults"])
         applied.state["verifyRevert"] = result
+        applied.pending = _failed_checks(result, "reverted")
         return bool(result.get("state") == "reverted" and result.get("verified"))
 
     async def rollback(self) -> list[str]:
@@ -385,6 +387,18 @@ class LabTarget(Target):
                 TargetEvent(at=float(e["unix"]), event=f"router.{e['event']}", detail=detail)
             )
         return out
+
+
+def _failed_checks(result: dict[str, Any], want: str) -> list[str]:
+    """What the supervisor's verification found not holding, for a timeout's message."""
+    if result.get("state") != want:
+        return [f"fault state {result.get('state')} (want {want})"]
+    out = []
+    for check in result.get("checks") or []:
+        if not check.get("ok"):
+            seen = (check.get("probe") or {}).get("outcome")
+            out.append(str(check.get("check")) + (f" (probe: {seen})" if seen else ""))
+    return out
 
 
 class _HttpStatusError(Exception):

@@ -125,6 +125,28 @@ async def test_lease_allows_one_run_at_a_time(clean_lab: Lab) -> None:
         await b.close()
 
 
+async def test_verification_names_what_does_not_hold(clean_lab: Lab) -> None:
+    t = target(clean_lab.state_dir)
+    await t.open()
+    try:
+        applied = await t.inject(fault(name="eu-dark", type="blackhole", regions=["eu"]), ttl=20)
+        await _until_true(lambda: t.verify_effect(applied), 3)
+        assert applied.pending == []
+        assert not await t.verify_reverted(applied)
+        assert applied.pending == ["fault state active (want reverted)"]
+        # The link proxy loses its conditions behind the run's back (as a restarted proxy
+        # would): the fault is no longer in effect, and verification says where.
+        status, _ = call("DELETE", f"{t.status['proxy']['admin']}/conditions")
+        assert status == 200
+        assert not await t.verify_effect(applied)
+        assert any("(blackhole) in effect on every target" in p for p in applied.pending)
+        cut = [p for p in applied.pending if p.startswith("link ") and " cut (probe: " in p]
+        assert cut and all("eu" in p for p in cut), applied.pending
+    finally:
+        await t.rollback()
+        await t.close()
+
+
 async def test_rollback_removes_every_fault(clean_lab: Lab) -> None:
     t = target(clean_lab.state_dir)
     await t.open()

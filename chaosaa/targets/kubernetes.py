@@ -1128,7 +1128,13 @@ class KubernetesTarget(Target):
                     p for p in pods.get("items") or [] if not _meta(p).get("deletionTimestamp")
                 ]
                 if serving:
-                    applied.pending.append(f"{key}: {len(serving)} pod(s) not being deleted")
+                    hint = (
+                        " (an OrderedReady StatefulSet does not scale down while one of its "
+                        "pods is not Ready)"
+                        if kind == "StatefulSet"
+                        else ""
+                    )
+                    applied.pending.append(f"{key}: {len(serving)} pod(s) not being deleted{hint}")
                     return
             done.add(key)
 

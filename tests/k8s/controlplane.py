@@ -623,6 +623,13 @@ class RegionControlPlane:
                 "--manage-nodes-with-annotation-selector={}={}".format(*KWOK_NODE_ANNOTATION),
                 f"--cidr={self.pod_cidr}",
                 f"--node-ip={LOOPBACK}",
+                # Node Leases, renewed every quarter of this (as kwokctl runs it): the
+                # heartbeat-with-lease stage writes node status only every ~10 min, so
+                # without Leases the node lifecycle controller marks every node NotReady
+                # each ~50 s -- and with it every pod Ready=False, which kwok (no kubelet
+                # sync loop) never sets back. An OrderedReady StatefulSet then refuses to
+                # scale down at all.
+                "--node-lease-duration-seconds=40",
                 # No kwok HTTP server (logs/exec emulation): with node-port 0 it binds
                 # nothing, and the apiserver has no kubelet port to dial.
                 "--node-port=0",

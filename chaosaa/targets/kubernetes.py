@@ -1129,8 +1129,8 @@ class KubernetesTarget(Target):
                 ]
                 if serving:
                     hint = (
-                        " (an OrderedReady StatefulSet does not scale down while one of its "
-                        "pods is not Ready)"
+                        " (an OrderedReady StatefulSet may not scale down while its "
+                        "pods are not Ready)"
                         if kind == "StatefulSet"
                         else ""
                     )

@@ -378,6 +378,38 @@ async def test_a_region_that_does_not_go_down_fails_naming_what_still_serves(
     assert_restored(eu, k8s_namespace, eu_workloads)
 
 
+async def test_a_statefulset_with_pods_not_ready_is_named_with_the_rule_that_holds_it(
+    control_planes: ControlPlanes,
+    eu: k8s.ApiClient,
+    eu_workloads: Workloads,
+    k8s_namespace: str,
+    service: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Both db pods lose readiness (as a node lifecycle controller would set it): an
+    # OrderedReady StatefulSet then does not delete them when scaled to 0.
+    core = k8s.CoreV1Api(eu)
+    for pod in core.list_namespaced_pod(k8s_namespace, label_selector="app=db").items:
+        conditions = [
+            {"type": c.type, "status": "False" if c.type == "Ready" else c.status}
+            for c in pod.status.conditions
+        ]
+        body = {"status": {"conditions": conditions}}
+        core.patch_namespaced_pod_status(pod.metadata.name, k8s_namespace, body)
+    monkeypatch.setattr(faults, "VERIFY_TIMEOUT", 3.0)
+    gd = validate_gameday(gameday_doc(control_planes, k8s_namespace, service), "sts.yaml")
+    outcome = await Run(
+        gd, TargetOptions(allowed_contexts=tuple(contexts(control_planes)))
+    ).execute()
+    assert outcome.exit_code == 4 and outcome.reason is not None
+    assert (
+        f"eu/StatefulSet/{k8s_namespace}/db: 2 pod(s) not being deleted (an OrderedReady "
+        "StatefulSet may not scale down while its pods are not Ready)"
+    ) in outcome.reason
+    assert "Deployment" not in outcome.reason
+    assert_restored(eu, k8s_namespace, eu_workloads)
+
+
 def test_sigterm_to_chaosaa_run_restores_the_region(
     control_planes: ControlPlanes,
     eu: k8s.ApiClient,

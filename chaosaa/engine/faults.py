@@ -66,7 +66,6 @@ async def _wait_until(
     """
     deadline = time.monotonic() + limit
     while True:
-        applied.pending = []
         if await check():
             return time.time()
         if time.monotonic() >= deadline:

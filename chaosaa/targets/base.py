@@ -71,7 +71,8 @@ class AppliedFault:
     #: target-private state needed to revert exactly (e.g. previous replica counts)
     state: dict[str, Any] = field(default_factory=dict)
     #: what the last verify_effect / verify_reverted found not done yet, for the error
-    #: that a verification timeout raises ("eu/Deployment/shop/web: 2 pods serving")
+    #: that a verification timeout raises ("eu/Deployment/shop/web: 2 pods serving");
+    #: a target that fills it sets it afresh on every call
     pending: list[str] = field(default_factory=list)
 
 

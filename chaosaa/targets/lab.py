@@ -331,6 +331,7 @@ class LabTarget(Target):
         try:
             result = await self._call("GET", f"{self.supervisor}/faults/{applied.ref}/verify")
         except _HttpStatusError:
+            applied.pending = []
             return False
         applied.state["verifyEffect"] = result
         applied.pending = _failed_checks(result, "active")
@@ -355,6 +356,7 @@ class LabTarget(Target):
         try:
             result = await self._call("GET", f"{self.supervisor}/faults/{applied.ref}/verify")
         except _HttpStatusError as exc:
+            applied.pending = []
             if exc.status != 404:
                 return False
             listed = await self._call("GET", f"{self.supervisor}/faults")

@@ -348,6 +348,17 @@ async def test_region_down_is_restored_when_the_run_is_cancelled(
     assert [item.metadata.name for item in lease.items] == []  # released
 
 
+async def unverified_region_down(
+    planes: ControlPlanes, ns: str, url: str, monkeypatch: pytest.MonkeyPatch
+) -> str:
+    """Run EU_DOWN with a 3 s verification limit; it must fail (exit 4): its reason."""
+    monkeypatch.setattr(faults, "VERIFY_TIMEOUT", 3.0)
+    gd = validate_gameday(gameday_doc(planes, ns, url), "unverified.yaml")
+    outcome = await Run(gd, TargetOptions(allowed_contexts=tuple(contexts(planes)))).execute()
+    assert outcome.exit_code == 4 and outcome.reason is not None
+    return outcome.reason
+
+
 async def test_a_region_that_does_not_go_down_fails_naming_what_still_serves(
     control_planes: ControlPlanes,
     eu: k8s.ApiClient,
@@ -365,16 +376,10 @@ async def test_a_region_that_does_not_go_down_fails_naming_what_still_serves(
         "spec": {"containers": [{"name": "c", "image": "registry.invalid/x:1"}]},
     }
     core.create_namespaced_pod(k8s_namespace, stray, _request_timeout=10)
-    monkeypatch.setattr(faults, "VERIFY_TIMEOUT", 3.0)
-    gd = validate_gameday(gameday_doc(control_planes, k8s_namespace, service), "stray.yaml")
-    outcome = await Run(
-        gd, TargetOptions(allowed_contexts=tuple(contexts(control_planes)))
-    ).execute()
-    assert outcome.exit_code == 4
-    assert outcome.reason is not None
-    assert "effect: not verified within 3s; still waiting for: " in outcome.reason
-    assert f"eu/Deployment/{k8s_namespace}/web: 1 pod(s) not being deleted" in outcome.reason
-    assert "api" not in outcome.reason  # the workloads that did go down are not named
+    reason = await unverified_region_down(control_planes, k8s_namespace, service, monkeypatch)
+    assert "effect: not verified within 3s; still waiting for: " in reason
+    assert f"eu/Deployment/{k8s_namespace}/web: 1 pod(s) not being deleted" in reason
+    assert "api" not in reason  # the workloads that did go down are not named
     assert_restored(eu, k8s_namespace, eu_workloads)
 
 
@@ -396,17 +401,12 @@ async def test_a_statefulset_with_pods_not_ready_is_named_with_the_rule_that_hol
         ]
         body = {"status": {"conditions": conditions}}
         core.patch_namespaced_pod_status(pod.metadata.name, k8s_namespace, body)
-    monkeypatch.setattr(faults, "VERIFY_TIMEOUT", 3.0)
-    gd = validate_gameday(gameday_doc(control_planes, k8s_namespace, service), "sts.yaml")
-    outcome = await Run(
-        gd, TargetOptions(allowed_contexts=tuple(contexts(control_planes)))
-    ).execute()
-    assert outcome.exit_code == 4 and outcome.reason is not None
+    reason = await unverified_region_down(control_planes, k8s_namespace, service, monkeypatch)
     assert (
         f"eu/StatefulSet/{k8s_namespace}/db: 2 pod(s) not being deleted (an OrderedReady "
         "StatefulSet may not scale down while its pods are not Ready)"
-    ) in outcome.reason
-    assert "Deployment" not in outcome.reason
+    ) in reason
+    assert "Deployment" not in reason
     assert_restored(eu, k8s_namespace, eu_workloads)
 
 

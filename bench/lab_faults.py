@@ -26,7 +26,7 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from chaosaa.lab import control
-from chaosaa.spec.model import Fault
+from chaosaa.spec.faults import Fault
 from chaosaa.spec.model import Target as TargetSpec
 from chaosaa.targets.base import AppliedFault, TargetOptions, target_for
 from chaosaa.targets.lab import LabTarget

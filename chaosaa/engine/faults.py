@@ -13,12 +13,12 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from chaosaa.errors import FaultError
-from chaosaa.spec.model import Fault
-from chaosaa.targets.base import AppliedFault, Target
+from chaosaa.spec.faults import Fault
+from chaosaa.targets.base import Applied, Target
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +40,8 @@ class FaultRecord:
     revert_requested_at: float | None = None
     reverted_at: float | None = None
     error: str | None = None
-    applied: AppliedFault | None = None
+    applied: Applied | None = None
     renewals: int = 0
-    actions: list[str] = field(default_factory=list)
 
     @property
     def time_to_effect(self) -> float | None:
@@ -58,7 +57,7 @@ class FaultRecord:
 
 
 async def _wait_until(
-    check: Callable[[], Any], applied: AppliedFault, what: str, limit: float, interval: float
+    check: Callable[[], Any], applied: Applied, what: str, limit: float, interval: float
 ) -> float:
     """Poll an async predicate until true; return the unix time it first held.
 
@@ -106,7 +105,6 @@ class FaultRunner:
             raise
         except Exception as exc:  # any target failure is an environment error
             raise FaultError(f"fault {f.name!r}: inject failed: {exc}") from exc
-        rec.actions = [f"{a.scope}: {a.action}" for a in rec.applied.actions]
         applied = rec.applied
         rec.effective_at = await _wait_until(
             lambda: self.target.verify_effect(applied),

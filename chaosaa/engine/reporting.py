@@ -14,7 +14,6 @@ from chaosaa.report import (
     build_chart,
     new_report,
 )
-from chaosaa.report.model import fault_scope
 
 
 def _traffic(outcome: RunOutcome) -> Traffic:
@@ -50,7 +49,7 @@ def build_report(outcome: RunOutcome) -> RunReport:
                 time_to_effect_seconds=rec.time_to_effect,
                 time_to_revert_seconds=rec.time_to_revert,
                 revert_requested_at=rec.revert_requested_at,
-                scope=fault_scope(rec.fault),
+                scope=str(rec.fault.scope()),
                 error=rec.error,
             )
         )

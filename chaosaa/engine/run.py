@@ -26,13 +26,7 @@ from chaosaa.model import AckedWrite, Sample, Series
 from chaosaa.prom.client import PrometheusClient
 from chaosaa.report.model import SLOResult, SteadyStateResult
 from chaosaa.spec.checks import uses_prometheus
-from chaosaa.spec.model import (
-    BlackholeFault,
-    Fault,
-    GameDay,
-    LostWritesSLO,
-    ReplicationLagSLO,
-)
+from chaosaa.spec.model import GameDay, LostWritesSLO, ReplicationLagSLO
 from chaosaa.targets.base import Endpoints, Target, TargetEvent, TargetOptions, target_for
 from chaosaa.traffic.generator import TrafficGenerator
 from chaosaa.traffic.readback import canary_lag, wait_converged
@@ -72,20 +66,6 @@ class RunOutcome:
     target_events: list[TargetEvent] = field(default_factory=list)
     timeline: list[dict[str, Any]] = field(default_factory=list)
     injection_started_at: float | None = None
-
-
-def canary_route(fault: Fault, regions: list[str]) -> tuple[str, list[str]] | None:
-    """Where a canary write shows the lag a fault causes: (source region, target regions)."""
-    links: list[list[str]] | None = getattr(fault, "links", None)
-    if links:
-        source = links[0][0]
-        return source, [b for a, b in links if a == source]
-    if isinstance(fault, BlackholeFault) and fault.partition:
-        return fault.partition[0][0], [r for group in fault.partition[1:] for r in group]
-    chosen: list[str] | None = getattr(fault, "regions", None)
-    if chosen and fault.type != "regionDown":
-        return chosen[0], [r for r in regions if r != chosen[0]]
-    return None
 
 
 class Run:
@@ -305,7 +285,7 @@ class Run:
         if not wants or endpoints is None or len(endpoints.regions) < 2:
             return
         for runner in runners:
-            route = canary_route(runner.fault, list(endpoints.regions))
+            route = runner.fault.canary_route(list(endpoints.regions))
             if route is not None:
                 self._background.append(asyncio.create_task(self._canary(runner, *route)))
 

@@ -28,14 +28,11 @@ from chaosaa.model import FaultWindow
 from chaosaa.report.codec import DecodeError, from_dict, instant, plain, to_dict
 from chaosaa.spec.model import (
     SLO,
-    BlackholeFault,
     ErrorRateSLO,
     FailoverTimeSLO,
-    Fault,
     GameDay,
     LostWritesSLO,
     PromQLSLO,
-    RegionDownFault,
     ReplicationLagSLO,
     SteadyStateCheck,
 )
@@ -369,28 +366,13 @@ def new_report(gameday: GameDay, *, started_at: float, run_id: str | None = None
         started_at=started_at,
         finished_at=started_at,
         target=TargetInfo(kind=spec.target.kind, regions=list(spec.target.regions)),
-        faults=[FaultResult(name=f.name, type=f.type, scope=fault_scope(f)) for f in spec.faults],
+        faults=[FaultResult(name=f.name, type=f.type, scope=str(f.scope())) for f in spec.faults],
         slos=[
             slo_not_evaluated(slo, "the run stopped before this SLO was evaluated")
             for slo in spec.slos
         ],
         traffic=Traffic(by_region={region: RegionTraffic() for region in spec.target.regions}),
     )
-
-
-def fault_scope(fault: Fault) -> str:
-    """What a fault cuts, in a few words: ``regions eu``, ``partition us | eu,ap``."""
-    if isinstance(fault, BlackholeFault) and fault.partition is not None:
-        return "partition " + " | ".join(",".join(group) for group in fault.partition)
-    if isinstance(fault, RegionDownFault):
-        return "regions " + ",".join(fault.regions)
-    regions: list[str] | None = getattr(fault, "regions", None)
-    if regions:
-        return "regions " + ",".join(regions)
-    links: list[list[str]] | None = getattr(fault, "links", None)
-    if links:
-        return "links " + " ".join(f"{a}->{b}" for a, b in links)
-    return ""
 
 
 def slo_objective(slo: SLO) -> tuple[str, str]:

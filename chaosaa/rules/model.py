@@ -18,10 +18,10 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal, cast, get_args
 
 from chaosaa.errors import InvalidInputError
-from chaosaa.spec.model import (
+from chaosaa.spec.faults import (
     BandwidthFault,
     BlackholeFault,
-    Fault,
+    FaultBase,
     LatencyFault,
     PacketLossFault,
     ReplicationLagFault,
@@ -257,22 +257,35 @@ def fault_key(run_id: str, fault_name: str, region: str) -> str:
     return hashlib.sha256(f"{run_id}\0{fault_name}\0{region}".encode()).hexdigest()[:10]
 
 
-def _links(fault: Fault, regions: Sequence[str]) -> list[tuple[str, str]]:
-    """Directed links [source, target] a regions-or-links fault acts on."""
-    links: list[list[str]] | None = getattr(fault, "links", None)
-    if links:
-        return [(a, b) for a, b in links]
-    chosen: list[str] = getattr(fault, "regions", None) or []
-    out: list[tuple[str, str]] = []
-    for r in chosen:
-        for other in regions:
-            if other != r:
-                out += [(r, other), (other, r)]
-    return list(dict.fromkeys(out))
+def node_params(fault: FaultBase, replication_ports: Sequence[int] = ()) -> dict[str, Any]:
+    """The NodeFault fields that a GameDay fault's own parameters give."""
+    if isinstance(fault, BlackholeFault):
+        return {"type": "blackhole", "direction": fault.direction}
+    if isinstance(fault, LatencyFault):
+        return {"type": "latency", "delay": fault.delay, "jitter": fault.jitter}
+    if isinstance(fault, BandwidthFault):
+        return {"type": "bandwidth", "rate": fault.rate}
+    if isinstance(fault, PacketLossFault):
+        return {"type": "packetLoss", "percent": fault.percent}
+    if isinstance(fault, ReplicationLagFault):
+        if not replication_ports:
+            raise InvalidInputError(
+                f"fault {fault.name!r}: replicationLag on nodes needs the replication "
+                "port(s): set CHAOSAA_REPLICATION_PORTS (e.g. 5432)"
+            )
+        return {
+            "type": "replicationLag",
+            "mode": fault.mode,
+            "rate": fault.bandwidth,
+            "ports": tuple(replication_ports),
+        }
+    raise InvalidInputError(
+        f"fault {fault.name!r}: {getattr(fault, 'type', '?')} is not a node-level fault"
+    )
 
 
 def node_faults(
-    fault: Fault,
+    fault: FaultBase,
     addresses: Mapping[str, Sequence[str]],
     *,
     run_id: str,
@@ -313,66 +326,39 @@ def node_faults(
     def key(region: str) -> str:
         return fault_key(run_id, fault.name, region)
 
-    if isinstance(fault, BlackholeFault):
-        if fault.regions is not None:
-            for r in fault.regions:
+    params = {**node_params(fault, replication_ports), **common}
+    scope = fault.scope()
+    if params["type"] == "blackhole":
+        if scope.regions:
+            for r in scope.regions:
                 out[r] = _make(
                     fault.name,
                     key=key(r),
-                    type="blackhole",
                     peers=far(r, [o for o in regions if o != r]),
-                    everything=fault.cuts_clients,
+                    everything=scope.clients,
                     local=tuple(sorted(own(r))),
-                    direction=fault.direction,
-                    **common,
+                    **params,
                 )
             return out
-        groups = fault.partition or []
-        if fault.direction != "both" and len(groups) != 2:
-            raise InvalidInputError(
-                f"fault {fault.name!r}: direction {fault.direction} needs exactly two "
-                "partition groups (it is relative to the first)"
-            )
-        sides = groups if fault.direction == "both" else groups[:1]
+        groups = scope.partition
+        # ingress/egress are relative to the first of exactly two groups (validated)
+        sides = groups if params["direction"] == "both" else groups[:1]
         for gi, group in enumerate(sides):
             others = [r for gj, g in enumerate(groups) if gj != gi for r in g]
             for r in group:
                 out[r] = _make(
                     fault.name,
                     key=key(r),
-                    type="blackhole",
                     peers=far(r, others),
                     local=tuple(sorted(own(r))),
-                    direction=fault.direction,
-                    **common,
+                    **params,
                 )
         return out
 
     targets: dict[str, list[str]] = {}
-    for a, b in _links(fault, regions):
+    for a, b in scope.directed_links(regions):
         targets.setdefault(a, []).append(b)
-    params: dict[str, Any]
-    if isinstance(fault, LatencyFault):
-        params = {"type": "latency", "delay": fault.delay, "jitter": fault.jitter}
-    elif isinstance(fault, BandwidthFault):
-        params = {"type": "bandwidth", "rate": fault.rate}
-    elif isinstance(fault, PacketLossFault):
-        params = {"type": "packetLoss", "percent": fault.percent}
-    elif isinstance(fault, ReplicationLagFault):
-        if not replication_ports:
-            raise InvalidInputError(
-                f"fault {fault.name!r}: replicationLag on nodes needs the replication "
-                "port(s): set CHAOSAA_REPLICATION_PORTS (e.g. 5432)"
-            )
-        params = {
-            "type": "replicationLag",
-            "mode": fault.mode,
-            "rate": fault.bandwidth,
-            "ports": tuple(replication_ports),
-        }
-    else:
-        raise InvalidInputError(f"fault {fault.name!r}: {fault.type} is not a node-level fault")
-    everything_in = set(fault.regions or []) if getattr(fault, "clients", False) else set()
+    everything_in = set(scope.regions) if scope.clients else set()
     for source, dests in targets.items():
         out[source] = _make(
             fault.name,
@@ -381,7 +367,6 @@ def node_faults(
             everything=source in everything_in,
             local=tuple(sorted(own(source))),
             **params,
-            **common,
         )
     return out
 

@@ -15,7 +15,8 @@ from pydantic import ValidationError
 
 from chaosaa.errors import SpecError
 from chaosaa.spec.checks import semantic_problems
-from chaosaa.spec.model import FAULT_TYPES, SLO_TYPES, GameDay
+from chaosaa.spec.faults import FAULT_TYPES
+from chaosaa.spec.model import SLO_TYPES, GameDay
 
 Loc = tuple[str | int, ...]
 

@@ -9,34 +9,19 @@ from __future__ import annotations
 import zoneinfo
 from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from pydantic.alias_generators import to_camel
+from pydantic import Field, field_validator, model_validator
 
+from chaosaa.spec.faults import Fault
 from chaosaa.spec.types import (
     NAME_PATTERN,
-    REGION_PATTERN,
     Duration,
     Expect,
     Expectation,
-    Rate,
+    Model,
+    RegionName,
 )
 
 API_VERSION = "chaosaa.io/v1alpha1"
-
-
-class Model(BaseModel):
-    """Strict base: unknown fields are errors, YAML uses camelCase."""
-
-    model_config = ConfigDict(
-        extra="forbid",
-        alias_generator=to_camel,
-        populate_by_name=True,
-        frozen=True,
-    )
-
-
-RegionName = Annotated[str, Field(pattern=REGION_PATTERN)]
-Link = Annotated[list[RegionName], Field(min_length=2, max_length=2)]
 
 
 # --------------------------------------------------------------------------- target
@@ -136,119 +121,6 @@ class Traffic(Model):
 class Recovery(Model):
     settle: Duration = Field(5.0, ge=0, description="wait after the last revert before checks")
     convergence_timeout: Duration = Field(30.0, ge=0)
-
-
-# --------------------------------------------------------------------------- faults
-
-
-class FaultBase(Model):
-    name: str = Field(pattern=NAME_PATTERN, description="unique among the faults")
-    after: Duration = Field(0.0, ge=0, description="offset from the start of injection")
-    duration: Duration = Field(gt=0, description="how long the fault stays in place")
-    ttl: Duration = Field(10.0, gt=0, description="dead-man switch: expires unless renewed")
-
-    def referenced_regions(self) -> set[str]:
-        return set()
-
-
-class RegionsOrLinks(FaultBase):
-    """Faults that take ``regions`` or ``links`` (exactly one)."""
-
-    regions: list[RegionName] | None = Field(
-        None, min_length=1, description="every link of these regions"
-    )
-    links: list[Link] | None = Field(
-        None, min_length=1, description="directed links [source, target]"
-    )
-
-    @model_validator(mode="after")
-    def _one_scope(self) -> Self:
-        if (self.regions is None) == (self.links is None):
-            raise ValueError("give exactly one of regions or links")
-        for a, b in self.links or []:
-            if a == b:
-                raise ValueError(f"link [{a}, {b}] connects a region to itself")
-        return self
-
-    def referenced_regions(self) -> set[str]:
-        return set(self.regions or []) | {r for link in self.links or [] for r in link}
-
-
-class BlackholeFault(FaultBase):
-    type: Literal["blackhole"]
-    regions: list[RegionName] | None = Field(
-        None, min_length=1, description="isolate these regions from everything"
-    )
-    partition: list[Annotated[list[RegionName], Field(min_length=1)]] | None = Field(
-        None, min_length=2, description="cut only between these groups, e.g. [[us], [eu, ap]]"
-    )
-    direction: Literal["both", "ingress", "egress"] = Field("both", description="which way to cut")
-    clients: bool | None = Field(
-        None, description="also cut client traffic (default: true for regions)"
-    )
-
-    @model_validator(mode="after")
-    def _one_scope(self) -> Self:
-        if (self.regions is None) == (self.partition is None):
-            raise ValueError("give exactly one of regions or partition")
-        if self.partition is not None:
-            seen: set[str] = set()
-            for group in self.partition:
-                for region in group:
-                    if region in seen:
-                        raise ValueError(f"partition: region {region} is in more than one group")
-                    seen.add(region)
-        return self
-
-    @property
-    def cuts_clients(self) -> bool:
-        return self.clients if self.clients is not None else self.regions is not None
-
-    def referenced_regions(self) -> set[str]:
-        return set(self.regions or []) | {r for g in self.partition or [] for r in g}
-
-
-class LatencyFault(RegionsOrLinks):
-    type: Literal["latency"]
-    delay: Duration = Field(gt=0, description="added one-way delay")
-    jitter: Duration = Field(0.0, ge=0, description="+- random variation of the delay")
-    clients: bool = Field(False, description="also delay client traffic to the regions")
-
-
-class ReplicationLagFault(RegionsOrLinks):
-    type: Literal["replicationLag"]
-    mode: Literal["throttle", "pause"] = Field("throttle", description="slow or stop replication")
-    bandwidth: Rate = Field(64_000.0, description="replication bandwidth when throttling")
-
-
-class RegionDownFault(FaultBase):
-    type: Literal["regionDown"]
-    regions: list[RegionName] = Field(min_length=1, description="regions to stop")
-
-    def referenced_regions(self) -> set[str]:
-        return set(self.regions)
-
-
-class BandwidthFault(RegionsOrLinks):
-    type: Literal["bandwidth"]
-    rate: Rate = Field(description="bandwidth limit, e.g. 1mbit")
-
-
-class PacketLossFault(RegionsOrLinks):
-    type: Literal["packetLoss"]
-    percent: float = Field(gt=0, le=100, description="share of traffic dropped")
-
-
-Fault = Annotated[
-    BlackholeFault
-    | LatencyFault
-    | ReplicationLagFault
-    | RegionDownFault
-    | BandwidthFault
-    | PacketLossFault,
-    Field(discriminator="type"),
-]
-FAULT_TYPES = ("blackhole", "latency", "replicationLag", "regionDown", "bandwidth", "packetLoss")
 
 
 # --------------------------------------------------------------------------- SLOs

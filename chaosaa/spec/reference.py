@@ -13,6 +13,7 @@ from pydantic_core import PydanticUndefined
 
 from chaosaa.durations import format_duration
 from chaosaa.spec import model as m
+from chaosaa.spec.faults import FAULT_MODELS, FAULT_TYPES
 
 SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("GameDay", m.GameDay),
@@ -25,12 +26,7 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("spec.recovery", m.Recovery),
     ("spec.steadyState[]", m.SteadyStateCheck),
     ("spec.abort[]", m.AbortRule),
-    ("fault `blackhole`", m.BlackholeFault),
-    ("fault `latency`", m.LatencyFault),
-    ("fault `replicationLag`", m.ReplicationLagFault),
-    ("fault `regionDown`", m.RegionDownFault),
-    ("fault `bandwidth`", m.BandwidthFault),
-    ("fault `packetLoss`", m.PacketLossFault),
+    *((f"fault `{name}`", model) for name, model in zip(FAULT_TYPES, FAULT_MODELS, strict=True)),
     ("SLO `failoverTime`", m.FailoverTimeSLO),
     ("SLO `replicationLag`", m.ReplicationLagSLO),
     ("SLO `lostWrites`", m.LostWritesSLO),

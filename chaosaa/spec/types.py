@@ -1,4 +1,5 @@
-"""Scalar types read from GameDay files: durations, rates, comparisons, names."""
+"""Building blocks of the GameDay models: the strict base model, durations, rates,
+comparisons, names."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, WithJsonSchema
+from pydantic.alias_generators import to_camel
 
 from chaosaa.durations import format_duration, parse_duration
 
@@ -137,3 +139,19 @@ Expect = Annotated[
 
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 REGION_PATTERN = r"^[a-z][a-z0-9-]{0,30}$"
+
+
+class Model(BaseModel):
+    """Strict base: unknown fields are errors, YAML uses camelCase."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        alias_generator=to_camel,
+        populate_by_name=True,
+        frozen=True,
+    )
+
+
+RegionName = Annotated[str, Field(pattern=REGION_PATTERN)]
+#: a directed link between two regions: [source, target]
+Link = Annotated[list[RegionName], Field(min_length=2, max_length=2)]

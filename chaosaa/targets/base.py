@@ -3,14 +3,16 @@
 A target knows how to reach the regions of one kind of deployment (the local lab, kind
 clusters, any Kubernetes clusters) and how to inject, verify, renew and revert each fault
 type there. Adding a target is one new module with one ``Target`` subclass registered by
-``@register``; the engine never imports a target module by name.
+``@register``; the engine never imports a target module by name. A target supports a fault
+type by listing a ``FaultHandler`` for it in ``Target.handlers``; a fault without a
+handler is refused by ``check`` before anything is touched.
 
 Lifecycle as the engine drives it::
 
     target = target_for(gameday.spec.target, options)
     endpoints = await target.open()          # preflight: reachable? (may start an ephemeral lab)
     await target.acquire_lease(holder, ttl)  # one run per target
-    applied = await target.inject(fault, ttl)
+    applied = await target.inject(fault, ttl)   # -> the fault type's handler
     while not await target.verify_effect(applied): ...   # t_effect
     await target.renew(applied, ttl)         # every ~2 s (dead-man switch)
     await target.revert(applied)             # always, even on SIGTERM
@@ -21,15 +23,27 @@ Lifecycle as the engine drives it::
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import importlib
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 
-from chaosaa.errors import InvalidInputError
-from chaosaa.spec.model import Fault
+from chaosaa.errors import ChaosaaError, InvalidInputError
+from chaosaa.spec.faults import Fault, FaultBase
 from chaosaa.spec.model import Target as TargetSpec
+
+log = logging.getLogger(__name__)
+
+F = TypeVar("F", bound=FaultBase)
+S = TypeVar("S")
+#: what a target gives its handlers to work with
+C = TypeVar("C")
+#: how long an interrupted injection may take to finish before it is reverted anyway
+UNDO_WAIT = 60.0
 
 
 @dataclass(frozen=True)
@@ -61,18 +75,17 @@ class PlannedAction:
 
 
 @dataclass
-class AppliedFault:
-    """A fault the target has accepted; carries what revert needs."""
+class AppliedFault(Generic[F, S]):
+    """A fault the target has accepted, with the handler's typed state that revert needs."""
 
-    fault: Fault
-    #: target-specific identifier(s) of what was created
+    fault: F
+    #: target-specific identifier of what was created (a lab fault id, a label value)
     ref: str
-    actions: list[PlannedAction] = field(default_factory=list)
-    #: target-private state needed to revert exactly (e.g. previous replica counts)
-    state: dict[str, Any] = field(default_factory=dict)
-    #: what the last verify_effect / verify_reverted found not done yet, for the error
-    #: that a verification timeout raises ("eu/Deployment/shop/web: 2 pods serving");
-    #: a target that fills it sets it afresh on every call
+    #: what the handler created so far (filled in while it applies), e.g. replica counts
+    state: S
+    #: what the last verify / verify_reverted found not done yet, for the error that a
+    #: verification timeout raises ("eu/Deployment/shop/web: 2 pods serving"); a handler
+    #: that fills it sets it afresh on every call
     pending: list[str] = field(default_factory=list)
 
 
@@ -99,11 +112,60 @@ class TargetEvent:
     detail: Mapping[str, Any] = field(default_factory=dict)
 
 
+class FaultHandler(ABC, Generic[C, F, S]):
+    """How one target carries out one fault type, with ``S`` as its state.
+
+    A target lists its handlers in ``Target.handlers``; the engine never sees them: it
+    calls the target, which dispatches on the fault's type. ``apply`` fills the state as
+    it goes, so that a half-done injection can be reverted exactly.
+    """
+
+    def __init__(self, target: C) -> None:
+        #: what the target gives its handlers (``Target.handler_context``)
+        self.target = target
+
+    def check(self, fault: F) -> None:
+        """Refuse, before anything is touched, what this target cannot do of the fault."""
+
+    @abstractmethod
+    def plan(self, fault: F) -> list[PlannedAction]:
+        """Describe exactly what ``apply`` would do, touching nothing."""
+
+    @abstractmethod
+    def new_state(self, fault: F) -> S:
+        """The empty state ``apply`` fills in."""
+
+    @abstractmethod
+    async def apply(self, applied: AppliedFault[F, S], ttl: float) -> None:
+        """Request the fault with a TTL; return as soon as it is requested."""
+
+    @abstractmethod
+    async def verify(self, applied: AppliedFault[F, S]) -> bool:
+        """True once the fault is verifiably in place (rules read back, link cut observed)."""
+
+    @abstractmethod
+    async def renew(self, applied: AppliedFault[F, S], ttl: float) -> None:
+        """Push the fault's expiry ``ttl`` seconds into the future."""
+
+    @abstractmethod
+    async def revert(self, applied: AppliedFault[F, S]) -> None:
+        """Remove exactly what ``apply`` created (idempotent; also after a partial apply)."""
+
+    @abstractmethod
+    async def verify_reverted(self, applied: AppliedFault[F, S]) -> bool:
+        """True once nothing of the fault remains."""
+
+
+#: what the engine holds: an applied fault of any type
+Applied = AppliedFault[Any, Any]
+
+
 class Target(ABC):
     """Base class of every target. Methods that do I/O are async; ``plan`` is pure."""
 
     kind: ClassVar[str]
-    supported_faults: ClassVar[frozenset[str]]
+    #: fault type -> the handler class that carries it out on this target
+    handlers: ClassVar[Mapping[str, type[FaultHandler[Any, Any, Any]]]]
     #: how often the engine polls verify_effect / verify_reverted; it bounds the error
     #: of t_effect and t_reverted. Remote targets poll slower so that the polling does
     #: not compete with the controllers that carry the fault out.
@@ -112,19 +174,38 @@ class Target(ABC):
     def __init__(self, spec: TargetSpec, options: TargetOptions) -> None:
         self.spec = spec
         self.options = options
+        context = self.handler_context()
+        self._handlers = {t: cls(context) for t, cls in self.handlers.items()}
+
+    def handler_context(self) -> Any:
+        """What this target's fault handlers work with (a client, the regions' nodes)."""
+        return self
+
+    @property
+    def supported_faults(self) -> frozenset[str]:
+        return frozenset(self.handlers)
+
+    def _handler(self, fault: FaultBase) -> FaultHandler[Any, Any, Any]:
+        try:
+            return self._handlers[getattr(fault, "type", "")]
+        except KeyError:
+            raise InvalidInputError(
+                f"fault {fault.name!r}: type {getattr(fault, 'type', '?')} is not supported by "
+                f"target kind {self.kind} (supported: {', '.join(sorted(self.handlers))})"
+            ) from None
 
     def check(self, faults: list[Fault]) -> None:
-        """Reject faults this target cannot do, before anything is touched."""
+        """Refuse faults this target cannot do, before anything is touched."""
         for f in faults:
-            if f.type not in self.supported_faults:
-                raise InvalidInputError(
-                    f"fault {f.name!r}: type {f.type} is not supported by target kind "
-                    f"{self.kind} (supported: {', '.join(sorted(self.supported_faults))})"
-                )
+            self._handler(f).check(f)
 
-    @abstractmethod
     def plan(self, fault: Fault) -> list[PlannedAction]:
         """Describe exactly what ``inject`` would do, touching nothing."""
+        return self._handler(fault).plan(fault)
+
+    def fault_ref(self, fault: Fault) -> str:
+        """The identifier of what this target creates for a fault of this run."""
+        return fault.name
 
     @abstractmethod
     async def open(self) -> Endpoints:
@@ -142,25 +223,50 @@ class Target(ABC):
     async def release_lease(self, holder: str) -> None:  # noqa: B027
         """Give the lease back (idempotent)."""
 
-    @abstractmethod
-    async def inject(self, fault: Fault, ttl: float) -> AppliedFault:
-        """Request the fault with a TTL; return as soon as it is requested."""
+    async def inject(self, fault: Fault, ttl: float) -> Applied:
+        """Request the fault with a TTL; return as soon as it is requested.
 
-    @abstractmethod
-    async def verify_effect(self, applied: AppliedFault) -> bool:
+        Calls already sent (a docker exec, an API request in a thread) cannot be called
+        back, so an injection that is cancelled (SIGTERM) or fails midway is finished and
+        then reverted, rather than abandoned half-done.
+        """
+        handler = self._handler(fault)
+        applied: Applied = AppliedFault(fault, self.fault_ref(fault), handler.new_state(fault))
+        work = asyncio.ensure_future(handler.apply(applied, ttl))
+        try:
+            await asyncio.shield(work)
+        except (asyncio.CancelledError, ChaosaaError):
+            await asyncio.shield(self._undo(handler, work, applied))
+            raise
+        return applied
+
+    async def _undo(
+        self, handler: FaultHandler[Any, Any, Any], work: asyncio.Future[None], applied: Applied
+    ) -> None:
+        with contextlib.suppress(BaseException):
+            await asyncio.wait_for(asyncio.shield(work), timeout=UNDO_WAIT)
+        try:
+            await handler.revert(applied)
+        except ChaosaaError as exc:
+            log.error(
+                "fault %s: revert after an interrupted injection: %s", applied.fault.name, exc
+            )
+
+    async def verify_effect(self, applied: Applied) -> bool:
         """True once the fault is verifiably in place (rules read back, link cut observed)."""
+        return await self._handler(applied.fault).verify(applied)
 
-    @abstractmethod
-    async def renew(self, applied: AppliedFault, ttl: float) -> None:
+    async def renew(self, applied: Applied, ttl: float) -> None:
         """Push the fault's expiry ``ttl`` seconds into the future."""
+        await self._handler(applied.fault).renew(applied, ttl)
 
-    @abstractmethod
-    async def revert(self, applied: AppliedFault) -> None:
+    async def revert(self, applied: Applied) -> None:
         """Remove exactly what ``inject`` created (idempotent)."""
+        await self._handler(applied.fault).revert(applied)
 
-    @abstractmethod
-    async def verify_reverted(self, applied: AppliedFault) -> bool:
+    async def verify_reverted(self, applied: Applied) -> bool:
         """True once nothing of the fault remains."""
+        return await self._handler(applied.fault).verify_reverted(applied)
 
     @abstractmethod
     async def rollback(self) -> list[str]:

@@ -52,14 +52,9 @@ from chaosaa.errors import (
 )
 from chaosaa.rules import resource as nf
 from chaosaa.rules.model import NodeFault, is_always_local, node_faults
-from chaosaa.spec.model import (
-    FAULT_TYPES,
-    BlackholeFault,
-    Fault,
-    RegionDownFault,
-    RegionTarget,
-)
-from chaosaa.targets.base import AppliedFault, Endpoints, PlannedAction, Target, register
+from chaosaa.spec.faults import FAULT_TYPES, BlackholeFault, Fault, RegionDownFault
+from chaosaa.spec.model import RegionTarget
+from chaosaa.targets.base import Applied, AppliedFault, Endpoints, PlannedAction, Target, register
 
 log = logging.getLogger(__name__)
 
@@ -460,7 +455,7 @@ class KubernetesTarget(Target):
     """Any Kubernetes clusters, one kube context per region."""
 
     kind: ClassVar[str] = "kubernetes"
-    supported_faults: ClassVar[frozenset[str]] = frozenset(FAULT_TYPES)
+    handlers = {}
     #: each poll is a handful of API calls per region: 20 polls a second is plenty next
     #: to what the controllers need to act, and leaves the API servers to them
     verify_interval: ClassVar[float] = 0.05
@@ -480,7 +475,9 @@ class KubernetesTarget(Target):
         return self.spec.regions[name]
 
     def check(self, faults: list[Fault]) -> None:
-        super().check(faults)
+        for f in faults:
+            if f.type not in FAULT_TYPES:
+                raise InvalidInputError(f"fault {f.name!r}: type {f.type} is not supported")
         for f in faults:
             if (
                 isinstance(f, BlackholeFault)
@@ -812,7 +809,7 @@ class KubernetesTarget(Target):
             nf.LABEL_FAULT: nf.label_value(fault.name),
         }
 
-    async def inject(self, fault: Fault, ttl: float) -> AppliedFault:
+    async def inject(self, fault: Fault, ttl: float) -> Applied:
         """Inject; if cancelled midway (SIGTERM) or failing, undo it before re-raising.
 
         API calls run in threads and cannot be called back once sent, so a cancelled
@@ -829,21 +826,21 @@ class KubernetesTarget(Target):
             await asyncio.shield(self._undo_cancelled(work, fault))
             raise
 
-    async def _undo_cancelled(self, work: asyncio.Future[AppliedFault], fault: Fault) -> None:
+    async def _undo_cancelled(self, work: asyncio.Future[Applied], fault: Fault) -> None:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(asyncio.shield(work), timeout=30)
         try:
             applied = work.result() if work.done() and not work.exception() else None
         except asyncio.CancelledError:
             applied = None
-        applied = applied or AppliedFault(fault, nf.label_value(fault.name))
+        applied = applied or AppliedFault(fault, nf.label_value(fault.name), {})
         try:
             await self.revert(applied)
         except ChaosaaError as exc:
             log.error("fault %s: revert after an interrupted injection failed: %s", fault.name, exc)
 
-    async def _inject(self, fault: Fault, ttl: float) -> AppliedFault:
-        applied = AppliedFault(fault, nf.label_value(fault.name), self.plan(fault))
+    async def _inject(self, fault: Fault, ttl: float) -> Applied:
+        applied: Applied = AppliedFault(fault, nf.label_value(fault.name), {})
         if isinstance(fault, RegionDownFault):
             await self._scale_down(applied, ttl)
         elif isinstance(fault, BlackholeFault):
@@ -853,7 +850,7 @@ class KubernetesTarget(Target):
             await self._create_network_faults(applied, ttl, optional=False)
         return applied
 
-    async def verify_effect(self, applied: AppliedFault) -> bool:
+    async def verify_effect(self, applied: Applied) -> bool:
         applied.pending = []
         checks = []
         if applied.state.get("workloads") or applied.state.get("nodes"):
@@ -865,7 +862,7 @@ class KubernetesTarget(Target):
         results = await asyncio.gather(*checks)
         return all(results)
 
-    async def renew(self, applied: AppliedFault, ttl: float) -> None:
+    async def renew(self, applied: Applied, ttl: float) -> None:
         expires = nf.format_time(_now() + ttl)
         tasks = []
         client = _client_api()
@@ -891,7 +888,7 @@ class KubernetesTarget(Target):
         if errors:
             raise FaultError(f"fault {applied.fault.name!r}: renewal failed: {errors[0]}")
 
-    async def revert(self, applied: AppliedFault) -> None:
+    async def revert(self, applied: Applied) -> None:
         fault = applied.fault
         regions = [self._region(r) for r in self._fault_regions(fault)]
         labels = selector(self._labels(fault))
@@ -915,7 +912,7 @@ class KubernetesTarget(Target):
         if errors:
             raise FaultError(f"fault {fault.name!r}: revert failed: {'; '.join(errors)}")
 
-    async def verify_reverted(self, applied: AppliedFault) -> bool:
+    async def verify_reverted(self, applied: Applied) -> bool:
         applied.pending = []
         fault = applied.fault
         labels = selector(self._labels(fault))
@@ -965,7 +962,7 @@ class KubernetesTarget(Target):
         return out
 
     # -- regionDown --------------------------------------------------------------------
-    async def _scale_down(self, applied: AppliedFault, ttl: float) -> None:
+    async def _scale_down(self, applied: Applied, ttl: float) -> None:
         fault = applied.fault
         assert isinstance(fault, RegionDownFault)
         expires = nf.format_time(_now() + ttl)
@@ -1105,7 +1102,7 @@ class KubernetesTarget(Target):
             meta = _meta(node)
         raise FaultError(f"node {meta['name']}: kept changing while being cordoned")
 
-    async def _scaled_down(self, applied: AppliedFault) -> bool:
+    async def _scaled_down(self, applied: Applied) -> bool:
         """No pod of any scaled workload still serving; nodes cordoned (read back).
 
         A pod being deleted counts as down: it left the Service endpoints the moment its
@@ -1242,7 +1239,7 @@ class KubernetesTarget(Target):
             "spec": spec,
         }
 
-    async def _create_policies(self, applied: AppliedFault, ttl: float) -> None:
+    async def _create_policies(self, applied: Applied, ttl: float) -> None:
         fault = applied.fault
         assert isinstance(fault, BlackholeFault)
         expires = nf.format_time(_now() + ttl)
@@ -1294,7 +1291,7 @@ class KubernetesTarget(Target):
             )
         )
 
-    async def _policies_present(self, applied: AppliedFault) -> bool:
+    async def _policies_present(self, applied: Applied) -> bool:
         client = _client_api()
 
         async def present(region: str, ns: str, name: str) -> bool:
@@ -1357,9 +1354,7 @@ class KubernetesTarget(Target):
                 alive.add(str(spec.get("holderIdentity") or ""))
         return alive
 
-    async def _create_network_faults(
-        self, applied: AppliedFault, ttl: float, optional: bool
-    ) -> None:
+    async def _create_network_faults(self, applied: Applied, ttl: float, optional: bool) -> None:
         fault = applied.fault
         addrs = await self._addresses()
         try:
@@ -1432,10 +1427,6 @@ class KubernetesTarget(Target):
                 for n in self._region(r).nodes
             )
         )
-        applied.actions.extend(
-            PlannedAction(fault.name, f"nodes of region {r}", f"{nfault.describe()} (agent)")
-            for r, nfault in per_region.items()
-        )
 
     async def _list_network_faults(self, region: Region, labels: str) -> list[dict[str, Any]]:
         client = _client_api()
@@ -1454,7 +1445,7 @@ class KubernetesTarget(Target):
             raise
         return list(body.get("items") or [])
 
-    async def _network_faults_applied(self, applied: AppliedFault) -> bool:
+    async def _network_faults_applied(self, applied: Applied) -> bool:
         labels = selector(self._labels(applied.fault))
         wanted = {name for _, name in applied.state["networkFaults"]}
         lists = await asyncio.gather(
@@ -1484,7 +1475,7 @@ class KubernetesTarget(Target):
         applied.pending += waiting
         return not waiting
 
-    async def _renew_network_faults(self, applied: AppliedFault, ttl: float) -> None:
+    async def _renew_network_faults(self, applied: Applied, ttl: float) -> None:
         client = _client_api()
         body = nf.renewal(ttl, _now())
 

@@ -11,7 +11,7 @@ import pytest
 from pydantic import TypeAdapter
 
 from chaosaa.errors import LeaseHeldError, TargetUnreachableError
-from chaosaa.spec.model import Fault
+from chaosaa.spec.faults import Fault
 from chaosaa.spec.model import Target as TargetSpec
 from chaosaa.targets.base import TargetOptions, target_for
 from chaosaa.targets.lab import LabTarget, fault_body
@@ -206,4 +206,4 @@ def test_plan_touches_nothing_and_names_each_scope() -> None:
         fault(name="l", type="latency", links=[["us", "eu"], ["eu", "ap"]], delay="200ms")
     )
     assert [a.scope for a in actions] == ["link us->eu", "link eu->ap"]
-    assert "0.2s" in actions[0].action
+    assert "200ms" in actions[0].action

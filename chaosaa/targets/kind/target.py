@@ -1,0 +1,187 @@
+"""The ``kind`` target: kind clusters on Docker, one cluster per region.
+
+Everything goes through the docker CLI (the :class:`DockerRunner` seam): nodes are the
+containers labelled ``io.x-k8s.kind.cluster=<cluster>``; a region's addresses are its
+nodes' container IPs plus the cluster's pod subnet (from ``/kind/kubeadm.conf`` in the
+node). How each fault type is carried out: :mod:`chaosaa.targets.kind.faults`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+import re
+import time
+from pathlib import Path
+from typing import ClassVar
+
+from chaosaa.errors import LeaseHeldError, TargetUnreachableError
+from chaosaa.rules.execute import execute_all
+from chaosaa.rules.generate import owned, readback, teardown
+from chaosaa.spec.model import Target as TargetSpec
+from chaosaa.targets.base import Endpoints, Target, TargetOptions, register
+from chaosaa.targets.kind.faults import HANDLERS
+from chaosaa.targets.kind.nodes import (
+    NODE_STATE_DIR,
+    DockerRunner,
+    KindNodes,
+    KindRegion,
+    SubprocessDocker,
+)
+
+CLUSTER_LABEL = "io.x-k8s.kind.cluster"
+_POD_SUBNET = re.compile(r"podSubnet:\s*\"?([0-9A-Fa-f.:/, ]+)\"?")
+
+
+@register
+class KindTarget(Target):
+    """kind clusters driven through the docker CLI."""
+
+    kind: ClassVar[str] = "kind"
+    handlers = HANDLERS
+    #: each poll runs `docker exec` on every node of the fault
+    verify_interval: ClassVar[float] = 0.05
+
+    def __init__(
+        self, spec: TargetSpec, options: TargetOptions, runner: DockerRunner | None = None
+    ) -> None:
+        docker: DockerRunner = runner or options.extra.get("docker") or SubprocessDocker()
+        clusters = {r: spec.regions[r].cluster or r for r in spec.regions}
+        self.nodes = KindNodes(docker, clusters, options.run_id, options.state_dir)
+        self._lease_path: Path | None = None
+        super().__init__(spec, options)
+
+    def handler_context(self) -> KindNodes:
+        return self.nodes
+
+    @property
+    def docker(self) -> DockerRunner:
+        return self.nodes.docker
+
+    @property
+    def regions(self) -> dict[str, KindRegion]:
+        return self.nodes.regions
+
+    def cluster(self, region: str) -> str:
+        return self.nodes.clusters[region]
+
+    # -- discovery -----------------------------------------------------------------
+    async def _discover(self, region: str, cluster: str) -> KindRegion:
+        out = await self.nodes.docker_ok(
+            "ps", "--filter", f"label={CLUSTER_LABEL}={cluster}", "--format", "{{.Names}}"
+        )
+        nodes = sorted(n for n in out.split() if n)
+        if not nodes:
+            raise TargetUnreachableError(
+                f"no node containers of kind cluster {cluster!r} (region {region}); "
+                "is it running? (`chaosaa kind up`)"
+            )
+        fmt = "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{.GlobalIPv6Address}} {{end}}"
+        ips = (await self.nodes.docker_ok("inspect", "-f", fmt, *nodes)).split()
+        conf = await self.nodes.docker_ok("exec", nodes[0], "cat", "/kind/kubeadm.conf")
+        subnets = [
+            s.strip()
+            for m in _POD_SUBNET.finditer(conf)
+            for s in m.group(1).split(",")
+            if s.strip()
+        ]
+        return KindRegion(region, cluster, nodes, sorted({*ips, *subnets}))
+
+    async def open(self) -> Endpoints:
+        names = list(self.spec.regions)
+        found = await asyncio.gather(*(self._discover(r, self.cluster(r)) for r in names))
+        self.nodes.regions = dict(zip(names, found, strict=True))
+        return Endpoints(
+            entry_url=self.spec.url,
+            regions={n: r.endpoint for n, r in self.spec.regions.items() if r.endpoint},
+        )
+
+    # -- lease (a file on this host: kind clusters are local) ----------------------
+    def _lease_file(self) -> Path:
+        clusters = ",".join(sorted(self.cluster(r) for r in self.spec.regions))
+        digest = hashlib.sha256(clusters.encode()).hexdigest()[:12]
+        base = Path(self.options.state_dir or Path.home() / ".chaosaa" / "kind")
+        return base / f"lease-{digest}.json"
+
+    async def acquire_lease(self, holder: str, ttl: float) -> None:
+        path = self._lease_file()
+
+        def take() -> None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            now = time.time()
+            with contextlib.suppress(FileNotFoundError, ValueError):
+                doc = json.loads(path.read_text())
+                if doc.get("holder") != holder and float(doc.get("expires", 0)) > now:
+                    raise LeaseHeldError(
+                        f"target is busy: run {doc.get('holder')!r} holds the kind lease "
+                        f"{path} (expires in {float(doc['expires']) - now:.0f}s unless renewed)"
+                    )
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps({"holder": holder, "expires": now + ttl}))
+            tmp.replace(path)
+
+        await asyncio.to_thread(take)
+        self._lease_path = path
+
+    async def renew_lease(self, holder: str, ttl: float) -> None:
+        await self.acquire_lease(holder, ttl)
+
+    async def release_lease(self, holder: str) -> None:
+        path = self._lease_path
+        if path is None:
+            return
+
+        def drop() -> None:
+            with contextlib.suppress(FileNotFoundError, ValueError):
+                if json.loads(path.read_text()).get("holder") == holder:
+                    path.unlink()
+
+        await asyncio.to_thread(drop)
+        self._lease_path = None
+
+    # -- rollback ------------------------------------------------------------------
+    async def _all_clusters(self) -> list[str]:
+        fmt = f'{{{{.Label "{CLUSTER_LABEL}"}}}}'
+        out = await self.nodes.docker_ok(
+            "ps", "--filter", f"label={CLUSTER_LABEL}", "--format", fmt
+        )
+        return sorted({c for c in out.split() if c})
+
+    async def rollback(self) -> list[str]:
+        if self.options.extra.get("all"):
+            clusters = await self._all_clusters()
+            self.nodes.regions = {c: await self._discover(c, c) for c in clusters}
+        elif not self.regions:
+            await self.open()
+        done: list[str] = []
+        for region in self.regions.values():
+            paused = [n for n, p in (await self.nodes.paused(region.nodes)).items() if p]
+            if paused:
+                await self.nodes.docker_ok("unpause", *paused)
+                done += [f"container {n}: unpaused" for n in paused]
+            for node in region.nodes:
+                done += await self._clean_node(node)
+        return done
+
+    async def _clean_node(self, node: str) -> list[str]:
+        run = self.nodes.on(node)
+        # disarm every watchdog first: none may race the teardown
+        wipe = f"rm -f {NODE_STATE_DIR}/*.pid {NODE_STATE_DIR}/*.expires"
+        await run(("sh", "-c", wipe), None)
+        _, links, _ = await run(("ip", "-o", "link", "show"), None)
+        devs = [
+            line.split(":", 2)[1].strip().split("@")[0]
+            for line in links.splitlines()
+            if line.count(":") >= 2
+        ] or [self.nodes.device]
+        nft_argv, _ = readback(self.nodes.device)
+        _, nft_before, _ = await run(nft_argv, None)
+        tc_before = {d: (await run(readback(d)[1], None))[1] for d in devs}
+        found = owned(nft_before, tc_before)
+        failures = await execute_all(teardown(devs), run)
+        return [f"node {node}: {f} removed" for f in found] + [
+            f"node {node}: {f}" for f in failures
+        ]

@@ -1,0 +1,245 @@
+"""The ``lab`` target: the local multi-region lab, driven only through its HTTP APIs.
+
+The lab is found through its status file (``<state dir>/lab.json``, which names the
+supervisor URL); everything else is HTTP, exactly as for a remote deployment. When no lab
+is running and ``options.ephemeral`` is set, ``open`` starts one with ``chaosaa lab up``
+in a temporary state directory and ``close`` stops it with ``chaosaa lab down``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, ClassVar
+
+from chaosaa.errors import LeaseHeldError, TargetUnreachableError
+from chaosaa.spec.faults import Fault
+from chaosaa.spec.model import Target as TargetSpec
+from chaosaa.targets.base import Endpoints, Target, TargetEvent, TargetOptions, register
+from chaosaa.targets.lab.api import HttpStatusError, LabApi
+from chaosaa.targets.lab.faults import HANDLERS
+
+ENV_STATE_DIR = "CHAOSAA_LAB_STATE"
+STATUS_FILE = "lab.json"
+_ID_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
+_UP_TIMEOUT = 120.0
+
+SUCCESS_RATIO = (
+    'sum(irate(chaosaa_router_requests_total{code!~"5.."}[5s]))'
+    " / sum(irate(chaosaa_router_requests_total[5s]))"
+)
+#: irate needs a second scrape after a change (one 1 s interval), and the router counts a
+#: failed request when its 1 s upstream timeout fires, not when the probe sent it
+SUCCESS_RATIO_DELAY = 2.0
+REPLICATION_LAG = "max(chaosaa_demo_replication_lag_seconds)"
+#: last-writer-wins resolutions summed over regions; the engine takes a before/after difference
+CONFLICTS = "sum(chaosaa_demo_conflicts_total)"
+
+
+def default_state_dir() -> Path:
+    env = os.environ.get(ENV_STATE_DIR)
+    return Path(env).expanduser() if env else Path.home() / ".chaosaa" / "lab"
+
+
+def _read_status_file(state_dir: Path) -> dict[str, Any] | None:
+    try:
+        doc = json.loads((state_dir / STATUS_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+@register
+class LabTarget(Target):
+    """Local lab target: a thin HTTP client of the lab supervisor's fault API."""
+
+    kind: ClassVar[str] = "lab"
+    handlers = HANDLERS
+
+    def __init__(self, spec: TargetSpec, options: TargetOptions) -> None:
+        self.api = LabApi()
+        self._ephemeral_dir: Path | None = None
+        self._owns_tempdir = False
+        super().__init__(spec, options)
+
+    def handler_context(self) -> LabApi:
+        return self.api
+
+    # -- discovery -------------------------------------------------------------------
+    @property
+    def supervisor(self) -> str:
+        return self.api.supervisor
+
+    @property
+    def status(self) -> dict[str, Any]:
+        """The lab's last status document (router, prometheus, regions, links, ...)."""
+        return self.api.status
+
+    @property
+    def state_dir(self) -> Path:
+        if self._ephemeral_dir is not None:
+            return self._ephemeral_dir
+        return Path(self.options.state_dir) if self.options.state_dir else default_state_dir()
+
+    async def open(self) -> Endpoints:
+        self.api.open()
+        status = await self._discover(self.state_dir)
+        if status is None:
+            if not self.options.ephemeral:
+                raise TargetUnreachableError(
+                    f"no lab is running in {self.state_dir}; start one with `chaosaa lab up`"
+                )
+            status = await self.start_ephemeral()
+        missing = set(self.spec.regions) - set(status["regions"])
+        if missing:
+            raise TargetUnreachableError(
+                f"the lab in {self.state_dir} has regions {', '.join(status['regions'])}; "
+                f"the GameDay needs {', '.join(sorted(missing))}"
+            )
+        self.api.status = status
+        return self.endpoints()
+
+    def endpoints(self) -> Endpoints:
+        s = self.api.status
+        return Endpoints(
+            entry_url=str(s["router"]),
+            # Direct node URLs: per-region reads must see each region's own data even while
+            # its client link is cut (canary lag, lost-write read-back).
+            regions={r: str(s["regions"][r]["nodeUrl"]) for r in self.spec.regions},
+            prometheus_url=str(s["prometheus"]),
+            queries={
+                "successRatio": SUCCESS_RATIO,
+                "replicationLag": REPLICATION_LAG,
+                "conflicts": CONFLICTS,
+            },
+            query_delay_seconds=SUCCESS_RATIO_DELAY,
+        )
+
+    async def _discover(self, state_dir: Path) -> dict[str, Any] | None:
+        doc = await asyncio.to_thread(_read_status_file, state_dir)
+        if doc is None or "supervisor" not in doc:
+            return None
+        try:
+            status: dict[str, Any] = await self.api.call("GET", f"{doc['supervisor']}/status")
+        except (TargetUnreachableError, HttpStatusError):
+            return None
+        return status if status.get("phase") == "ready" else None
+
+    async def start_ephemeral(self) -> dict[str, Any]:
+        """Start a lab for this run (``chaosaa lab up``) in its own state directory."""
+        if self.options.state_dir:
+            self._ephemeral_dir = Path(self.options.state_dir)
+        else:
+            self._ephemeral_dir = Path(
+                await asyncio.to_thread(tempfile.mkdtemp, prefix="chaosaa-lab-")
+            )
+            self._owns_tempdir = True
+        # the lab watches this process: a killed run leaves no lab behind
+        code, out, err = await self._lab_cli(
+            "up",
+            "--regions",
+            ",".join(self.spec.regions),
+            "-o",
+            "json",
+            "--owner-pid",
+            str(os.getpid()),
+        )
+        if code != 0:
+            await self.stop_ephemeral()
+            raise TargetUnreachableError(f"could not start an ephemeral lab: {err.strip()}")
+        status: dict[str, Any] = json.loads(out)
+        return status
+
+    async def stop_ephemeral(self) -> None:
+        if self._ephemeral_dir is None:
+            return
+        await self._lab_cli("down")
+        if self._owns_tempdir:
+            await asyncio.to_thread(shutil.rmtree, self._ephemeral_dir, True)
+        self._ephemeral_dir = None
+        self._owns_tempdir = False
+
+    @property
+    def ephemeral(self) -> bool:
+        return self._ephemeral_dir is not None
+
+    async def _lab_cli(self, *args: str) -> tuple[int, str, str]:
+        assert self._ephemeral_dir is not None
+        # A subprocess, not an import: the core reaches the lab only from outside.
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "chaosaa.cli.lab",
+            args[0],
+            "--state-dir",
+            str(self._ephemeral_dir),
+            *args[1:],
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(), _UP_TIMEOUT)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            return 1, "", f"`chaosaa lab {args[0]}` timed out after {_UP_TIMEOUT:g}s"
+        return proc.returncode or 0, out.decode(), err.decode()
+
+    async def close(self) -> None:
+        try:
+            await self.stop_ephemeral()
+        finally:
+            await self.api.close()
+
+    # -- lease -----------------------------------------------------------------------
+    async def acquire_lease(self, holder: str, ttl: float) -> None:
+        try:
+            await self.api.supervisor_call("POST", "/lease", {"holder": holder, "ttl": ttl})
+        except HttpStatusError as exc:
+            if exc.status == 409:
+                raise LeaseHeldError(exc.detail) from exc
+            raise TargetUnreachableError(f"lab lease: {exc.detail}") from exc
+
+    async def renew_lease(self, holder: str, ttl: float) -> None:
+        await self.acquire_lease(holder, ttl)
+
+    async def release_lease(self, holder: str) -> None:
+        with contextlib.suppress(TargetUnreachableError):
+            await self.api.supervisor_call("DELETE", f"/lease?holder={holder}")
+
+    # -- faults ----------------------------------------------------------------------
+    def fault_ref(self, fault: Fault) -> str:
+        return _ID_UNSAFE.sub("-", f"{self.options.run_id}-{fault.name}")[:64]
+
+    async def rollback(self) -> list[str]:
+        if not self.api.known:
+            status = await self._discover(self.state_dir)
+            if status is None:
+                return []
+            self.api.status = status
+        reverted = await self.api.supervisor_call("DELETE", "/faults")
+        proxy = await self.api.call("DELETE", f"{self.api.status['proxy']['admin']}/conditions")
+        out = [f"reverted lab fault {fid}" for fid in reverted["reverted"]]
+        if proxy.get("removed"):
+            out.append(f"removed {proxy['removed']} orphan link-proxy condition(s)")
+        return out
+
+    async def events(self, since: float) -> list[TargetEvent]:
+        data = await self.api.call("GET", str(self.status["routerEvents"]["url"]))
+        out = []
+        for e in data["events"]:
+            if e["unix"] < since:
+                continue
+            detail = {k: v for k, v in e.items() if k not in ("event", "unix", "ts")}
+            out.append(
+                TargetEvent(at=float(e["unix"]), event=f"router.{e['event']}", detail=detail)
+            )
+        return out

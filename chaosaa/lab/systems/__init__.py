@@ -1,0 +1,39 @@
+"""Database systems under test for the lab: real servers, real replication, real exporters.
+
+``SYSTEMS`` maps a system name (``chaosaa lab up --system NAME``) to its class. See
+:mod:`chaosaa.lab.systems.base` for the lifecycle (construct, read ``paths()``, start with
+routes through the lab's link proxies, read ``databases()`` and ``exporters``, stop).
+"""
+
+from __future__ import annotations
+
+from chaosaa.lab.systems.base import (
+    Address,
+    DatabaseSystem,
+    DbEndpoint,
+    Exporter,
+    Flow,
+    LagMetric,
+    RegionDatabase,
+    ReplicationPath,
+)
+from chaosaa.lab.systems.postgres import PostgresAA, PostgresHA
+
+SYSTEMS: dict[str, type[DatabaseSystem]] = {
+    PostgresHA.name: PostgresHA,
+    PostgresAA.name: PostgresAA,
+}
+
+__all__ = [
+    "SYSTEMS",
+    "Address",
+    "DatabaseSystem",
+    "DbEndpoint",
+    "Exporter",
+    "Flow",
+    "LagMetric",
+    "PostgresAA",
+    "PostgresHA",
+    "RegionDatabase",
+    "ReplicationPath",
+]

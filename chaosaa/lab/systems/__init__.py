@@ -17,11 +17,13 @@ from chaosaa.lab.systems.base import (
     RegionDatabase,
     ReplicationPath,
 )
+from chaosaa.lab.systems.galera import Galera
 from chaosaa.lab.systems.postgres import PostgresAA, PostgresHA
 
 SYSTEMS: dict[str, type[DatabaseSystem]] = {
     PostgresHA.name: PostgresHA,
     PostgresAA.name: PostgresAA,
+    Galera.name: Galera,
 }
 
 __all__ = [
@@ -31,6 +33,7 @@ __all__ = [
     "DbEndpoint",
     "Exporter",
     "Flow",
+    "Galera",
     "LagMetric",
     "PostgresAA",
     "PostgresHA",

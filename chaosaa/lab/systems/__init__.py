@@ -11,11 +11,13 @@ from chaosaa.lab.systems.base import (
     Address,
     DatabaseSystem,
     DbEndpoint,
+    DbKind,
     Exporter,
     Flow,
     LagMetric,
     RegionDatabase,
     ReplicationPath,
+    default_schema,
 )
 from chaosaa.lab.systems.galera import Galera
 from chaosaa.lab.systems.postgres import PostgresAA, PostgresHA
@@ -26,11 +28,13 @@ SYSTEMS: dict[str, type[DatabaseSystem]] = {
     Galera.name: Galera,
 }
 
+
 __all__ = [
     "SYSTEMS",
     "Address",
     "DatabaseSystem",
     "DbEndpoint",
+    "DbKind",
     "Exporter",
     "Flow",
     "Galera",
@@ -39,4 +43,5 @@ __all__ = [
     "PostgresHA",
     "RegionDatabase",
     "ReplicationPath",
+    "default_schema",
 ]

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
 
+from chaosaa.canary.stores import ddl as canary_ddl
+from chaosaa.lab.storage import KV_DDL
 from chaosaa.lab.systems._proc import HOST, ServerProcess, SystemError_
 
 log = logging.getLogger(__name__)
@@ -260,6 +262,12 @@ class DatabaseSystem(abc.ABC):
     def _check_regions_started(self) -> None:
         if not self._started:
             raise SystemError_(f"{self.name} is not started")
+
+
+def default_schema(kind: DbKind) -> list[str]:
+    """The tables a lab system creates before replication starts: the demo node's and
+    the canaries' (so pglogical replicates both from the first write)."""
+    return [KV_DDL[kind], canary_ddl(kind)]
 
 
 def loopback_address(port: int) -> Address:

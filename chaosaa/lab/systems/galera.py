@@ -36,6 +36,7 @@ from chaosaa.lab.systems.base import (
     LagMetric,
     RegionDatabase,
     ReplicationPath,
+    default_schema,
 )
 
 log = logging.getLogger(__name__)
@@ -87,11 +88,11 @@ class Galera(DatabaseSystem):
         log_dir: Path,
         *,
         exporters: bool = True,
-        schema: Sequence[str] = (),
+        schema: Sequence[str] | None = None,
         data_base: Path | None = None,
     ) -> None:
         super().__init__(regions, log_dir, exporters=exporters)
-        self.schema = list(schema)
+        self.schema = default_schema(self.kind) if schema is None else list(schema)
         self.user = ServerUser.for_service("mysql")
         self.password = secrets.token_hex(12)
         self._data_base = data_base

@@ -40,6 +40,7 @@ from chaosaa.lab.systems.base import (
     LagMetric,
     RegionDatabase,
     ReplicationPath,
+    default_schema,
     loopback_address,
 )
 
@@ -238,11 +239,11 @@ class _PostgresSystem(DatabaseSystem):
         log_dir: Path,
         *,
         exporters: bool = True,
-        schema: Sequence[str] = (),
+        schema: Sequence[str] | None = None,
         data_base: Path | None = None,
     ) -> None:
         super().__init__(regions, log_dir, exporters=exporters)
-        self.schema = list(schema)
+        self.schema = default_schema(self.kind) if schema is None else list(schema)
         self.user = ServerUser.for_service("postgres")
         self.password = secrets.token_hex(12)
         self._data_base = data_base

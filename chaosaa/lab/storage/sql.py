@@ -186,11 +186,13 @@ class MySQLStorage(KVStorage):
         rec = self.new_version(key, value)
         await self._call(
             "write",
-            f"INSERT INTO {KV_TABLE} ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s) "
+            f"INSERT INTO {KV_TABLE} ({_COLUMNS}) VALUES (%s, UNHEX(%s), %s, %s, %s, %s, %s) "
             "ON DUPLICATE KEY UPDATE value = VALUES(value), deleted = VALUES(deleted), "
             "wall = VALUES(wall), logical = VALUES(logical), origin = VALUES(origin), "
             "origin_ts = VALUES(origin_ts)",
-            _params(rec),
+            # The value goes as hex: aiomysql 0.3.2 cannot escape bytes with PyMySQL 2.2.8
+            # (escape_bytes_prefixed became a placeholder string there).
+            (*_params(rec)[:1], None if rec.value is None else rec.value.hex(), *_params(rec)[2:]),
             False,
         )
         return rec

@@ -16,6 +16,7 @@ import contextlib
 import logging
 import os
 import pwd
+import random
 import shutil
 import signal
 import socket
@@ -39,8 +40,30 @@ class SystemError_(EnvironmentError_):
     """A database system could not be started, configured or stopped."""
 
 
+def _ephemeral_floor() -> int:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port(host: str = HOST) -> int:
-    """A port that is free now (servers that cannot take an inherited socket)."""
+    """A port that is free now, for servers that bind it themselves.
+
+    Picked *below* the kernel's ephemeral range: between "free" and the server's bind, any
+    outgoing connection on the machine may take an ephemeral port (measured here: a
+    postmaster found its port taken by another process's client socket), never one of these.
+    """
+    floor = _ephemeral_floor()
+    for _ in range(100):
+        port = random.randrange(10000, max(10001, floor))
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
@@ -218,7 +241,7 @@ def require_binaries(paths: Sequence[str]) -> str | None:
     """Why a system cannot run here (a missing binary), or None."""
     for path in paths:
         if os.path.sep in path:
-            if not os.access(path, os.X_OK):
+            if not os.path.exists(path):
                 return f"{path} not found"
         elif shutil.which(path) is None:
             return f"{path!r} not found on PATH"

@@ -288,7 +288,8 @@ class _PostgresSystem(DatabaseSystem):
     async def _stop(self) -> None:
         # Servers are stopped through PgServer (fast shutdown + shared memory), the rest
         # (exporters) as plain processes.
-        for proc in [p for p in self.processes.values() if not p.name.startswith("postgres-")]:
+        servers = {id(s.process) for s in self.servers.values()}
+        for proc in [p for p in self.processes.values() if id(p) not in servers]:
             with contextlib.suppress(Exception):
                 await proc.stop()
         for server in reversed(list(self.servers.values())):

@@ -211,7 +211,16 @@ class MySQLCanaryStore(CanaryStore):
             raise CanaryStoreError(f"{what}: {type(exc).__name__}: {exc}") from exc
 
     async def ensure_table(self) -> None:
-        await self._call("create canary table", ddl("mysql", self.table))
+        # Asked first: CREATE TABLE IF NOT EXISTS on an existing table is a server *warning*,
+        # which the driver turns into a Python warning.
+        exists = await self._call(
+            "look up canary table",
+            "SELECT 1 FROM information_schema.tables WHERE table_schema = DATABASE() "
+            "AND table_name = %s",
+            (self.table,),
+        )
+        if not exists:
+            await self._call("create canary table", ddl("mysql", self.table))
 
     async def insert(
         self, run_id: str, origin: str, seq: int, value: str, written_at: float

@@ -19,17 +19,40 @@ POSTGRES_EXPORTER = os.environ.get("CHAOSAA_POSTGRES_EXPORTER", "prometheus-post
 MYSQLD_EXPORTER = os.environ.get("CHAOSAA_MYSQLD_EXPORTER", "prometheus-mysqld-exporter")
 
 
+#: Debian's postgres_exporter 0.11 has no replication-lag metric built in; its shipped
+#: example queries.yaml defines ``pg_replication_lag`` with this query (seconds since the
+#: last replayed commit on a standby, 0 on a primary).
+PG_QUERIES = """pg_replication:
+  query: >-
+    SELECT CASE WHEN NOT pg_is_in_recovery() THEN 0 ELSE GREATEST (0,
+    EXTRACT(EPOCH FROM (now() - pg_last_xact_replay_timestamp()))) END AS lag
+  master: true
+  metrics:
+    - lag:
+        usage: "GAUGE"
+        description: "Replication lag behind the primary in seconds"
+"""
+
+
 def postgres_exporter(
-    region: str, db: DbEndpoint, user: ServerUser, log_dir: Path
+    region: str, db: DbEndpoint, user: ServerUser, log_dir: Path, conf_dir: Path
 ) -> tuple[ServerProcess, Exporter]:
     port = free_port()
+    queries = conf_dir / "postgres-exporter-queries.yaml"
+    queries.write_text(PG_QUERIES)
+    user.chown(queries)
     dsn = (
         f"postgresql://{db.user}:{db.password}@{db.host}:{db.port}/{db.database}"
         "?sslmode=disable&connect_timeout=2"
     )
     proc = ServerProcess(
         f"postgres-exporter-{region}",
-        [POSTGRES_EXPORTER, f"--web.listen-address={HOST}:{port}", "--log.level=warn"],
+        [
+            POSTGRES_EXPORTER,
+            f"--web.listen-address={HOST}:{port}",
+            f"--extend.query-path={queries}",
+            "--log.level=warn",
+        ],
         user,
         log_dir / f"postgres-exporter-{region}.log",
         env={"DATA_SOURCE_NAME": dsn},

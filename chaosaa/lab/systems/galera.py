@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import aiomysql
+import pymysql
 
 from chaosaa.lab.systems import exporters, netns
 from chaosaa.lab.systems._proc import (
@@ -48,6 +49,8 @@ DATABASE = "chaosaa"
 USER = "chaosaa"
 #: every node listens on the same ports: each has a namespace (and an address) of its own
 PORT, GCOMM_PORT, IST_PORT, SST_PORT = 3306, 4567, 4568, 4444
+#: ER_UNKNOWN_COM_ERROR as Galera uses it: "WSREP has not yet prepared node for application use"
+_WSREP_NOT_READY = 1047
 
 
 class Galera(DatabaseSystem):
@@ -240,7 +243,6 @@ class Galera(DatabaseSystem):
             async with conn.cursor() as cur:
                 await cur.execute(sql)
                 rows: list[tuple[Any, ...]] = list(await cur.fetchall())
-            await conn.commit()
             return rows
         finally:
             conn.close()
@@ -298,6 +300,15 @@ class Galera(DatabaseSystem):
     def databases(self) -> dict[str, RegionDatabase]:
         self._check_regions_started()
         return {r: RegionDatabase(r, self._endpoint(r), self._endpoint(r)) for r in self.regions}
+
+    async def ready(self, region: str) -> bool:
+        """Whether the region's node is in the Primary Component and serves queries."""
+        try:
+            return await self.status(region, "wsrep_ready") == "ON"
+        except pymysql.err.OperationalError as exc:
+            if exc.args and exc.args[0] == _WSREP_NOT_READY:
+                return False
+            raise
 
     async def status(self, region: str, name: str) -> str | None:
         """One ``wsrep_*`` status variable of a region's node (over its Unix socket)."""

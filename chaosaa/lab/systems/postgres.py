@@ -276,8 +276,9 @@ class _PostgresSystem(DatabaseSystem):
             return
         started = []
         for region, server in self.servers.items():
+            assert self.root is not None
             proc, exp = exporters.postgres_exporter(
-                region, server.endpoint, self.user, self.log_dir
+                region, server.endpoint, self.user, self.log_dir, self.root.path
             )
             self._add_process(region, proc)
             await proc.start()

@@ -9,7 +9,7 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: dev test test-unit test-k8s test-kind lint bench demo k8s-bin kind-up kind-down lab lab-down clean prometheus
+.PHONY: dev test test-unit test-db test-k8s test-kind lint bench demo k8s-bin kind-up kind-down lab lab-down clean prometheus
 
 $(BIN)/chaosaa: pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -33,7 +33,10 @@ test: dev
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test-unit: dev
-	$(BIN)/pytest -m "not prometheus and not lab and not k8s and not netns and not kind" $(PYTEST_ARGS)
+	$(BIN)/pytest -m "not prometheus and not lab and not k8s and not netns and not kind and not db" $(PYTEST_ARGS)
+
+test-db: dev
+	$(BIN)/pytest -m db $(PYTEST_ARGS)
 
 lint: dev
 	$(BIN)/ruff check chaosaa tests bench

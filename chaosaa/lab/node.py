@@ -21,7 +21,6 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -33,6 +32,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from chaosaa.lab import _runtime
+from chaosaa.lab.storage import KVStorage, SqliteStorage, StorageError, open_storage
 from chaosaa.lab.store import Record, Store
 
 log = logging.getLogger(__name__)
@@ -107,13 +107,20 @@ class _LagCollector(Collector):
 
 
 class Node:
-    def __init__(self, region: str, db_path: Path, peers: dict[str, str]) -> None:
+    def __init__(
+        self,
+        region: str,
+        db_path: Path,
+        peers: dict[str, str],
+        storage: KVStorage | None = None,
+    ) -> None:
         self.region = region
         self.db_path = db_path
-        # One thread owns the SQLite connection: no blocking I/O on the event loop, and
-        # no cross-thread use of the connection.
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"sqlite-{region}")
-        self._store: Store | None = None
+        #: SQLite (the demo) unless the region's real database is given; a database that
+        #: replicates by itself has no peers here (the node's HTTP replication is off)
+        self.storage = storage or SqliteStorage(db_path, region)
+        if self.storage.replicates and peers:
+            raise ValueError("the database replicates: a node on it takes no peers")
         started = time.time()
         self.state = NodeState(
             region,
@@ -150,16 +157,19 @@ class Node:
         self._session: aiohttp.ClientSession | None = None
 
     async def _db(self, fn: Callable[..., T], *args: Any) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, fn, *args)
+        assert isinstance(self.storage, SqliteStorage), "node replication needs SQLite"
+        return await self.storage.run(fn, *args)
 
     @property
     def store(self) -> Store:
-        assert self._store is not None, "node not started"
-        return self._store
+        assert isinstance(self.storage, SqliteStorage), "only the demo node has a SQLite store"
+        return self.storage.store
 
     async def start(self) -> None:
-        self._store = await self._db(Store, self.db_path, self.region)
+        await self.storage.start()
+        if self.storage.replicates:
+            self.up.labels(self.region).set(1)
+            return
         self.state.head_seq = await self._db(self.store.head_seq)
         for peer in self.state.peers.values():
             peer.acked_seq = await self._db(self.store.cursor, peer.name)
@@ -177,9 +187,7 @@ class Node:
         await _runtime.cancel_and_wait(self._tasks)
         if self._session:
             await self._session.close()
-        if self._store:
-            await self._db(self.store.close)
-        self._executor.shutdown(wait=True)
+        await self.storage.close()
 
     # -- replication -----------------------------------------------------------------
     async def _replicate(self, peer: PeerState) -> None:
@@ -257,6 +265,17 @@ class Node:
         counted = request.path.startswith("/kv/")
         try:
             resp: web.StreamResponse = await handler(request)
+        except StorageError as exc:
+            # The region's database cannot serve (cut off, no quorum): the node is up, the
+            # request fails like any unavailable backend.
+            log.debug("storage unavailable: %s", exc)
+            if counted:
+                self._count(request.method, 503)
+            return web.Response(
+                status=503,
+                text=f"database unavailable: {exc}\n",
+                headers={REGION_HEADER: self.region},
+            )
         except web.HTTPException as exc:
             exc.headers[REGION_HEADER] = self.region
             if counted:
@@ -278,7 +297,7 @@ class Node:
         return web.json_response({"status": "ok", "region": self.region})
 
     async def _h_get(self, request: web.Request) -> web.Response:
-        rec = await self._db(self.store.read, request.match_info["key"])
+        rec = await self.storage.read(request.match_info["key"])
         if rec is None or rec.deleted:
             return web.Response(status=404, text="not found\n")
         return web.Response(body=rec.value or b"", headers=_version_headers(rec))
@@ -293,15 +312,15 @@ class Node:
         return web.json_response(_ack(rec), headers=_version_headers(rec))
 
     async def _write(self, key: str, value: bytes | None) -> Record:
-        # store.write returns only after COMMIT (synchronous=FULL): the ack follows it.
-        rec = await self._db(self.store.write, key, value)
+        # storage.write returns only after COMMIT: the ack follows it.
+        rec = await self.storage.write(key, value)
         self.state.head_seq += 1
         self._notify_writers()
         return rec
 
     async def _h_meta(self, request: web.Request) -> web.Response:
         key = request.match_info["key"]
-        rec = await self._db(self.store.read, key)
+        rec = await self.storage.read(key)
         if rec is None:
             return web.json_response(
                 {"key": key, "exists": False, "deleted": False, "region": self.region},
@@ -315,7 +334,7 @@ class Node:
             limit = min(int(request.query.get("limit", "1000")), 10000)
         except ValueError as exc:
             raise web.HTTPBadRequest(text="limit must be an integer") from exc
-        recs = await self._db(self.store.scan, prefix, limit)
+        recs = await self.storage.scan(prefix, limit)
         return web.json_response({"region": self.region, "items": [r.to_public() for r in recs]})
 
     async def _h_replication(self, _r: web.Request) -> web.Response:
@@ -381,7 +400,8 @@ def _ack(rec: Record) -> dict[str, object]:
 
 
 async def _amain(config: dict[str, Any]) -> None:
-    node = Node(config["region"], Path(config["db"]), dict(config["peers"]))
+    storage = open_storage(config["region"], config)
+    node = Node(config["region"], Path(config.get("db", "")), dict(config["peers"]), storage)
     await node.start()
     async with _runtime.serving(node.app(), int(config["fd"])):
         log.info("node %s up", node.region)

@@ -33,8 +33,7 @@ from pydantic import Field, TypeAdapter, ValidationError, field_validator, model
 
 from chaosaa.errors import SpecError
 from chaosaa.spec.loader import Loc, _clean_loc, _format, _reason
-from chaosaa.spec.model import Model, RegionName
-from chaosaa.spec.types import NAME_PATTERN, Duration
+from chaosaa.spec.types import NAME_PATTERN, Duration, Model, RegionName
 
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 _INLINE_SECRET = (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -23,7 +24,10 @@ def parse_duration(text: str) -> float:
             f"{text!r} is not a duration: use a number and a unit (ms, s, m, h, d), "
             "e.g. 250ms, 10s, 1m30s"
         )
-    return sum(float(n) * _UNITS[u] for n, u in _PART.findall(s))
+    seconds = sum(float(n) * _UNITS[u] for n, u in _PART.findall(s))
+    if not math.isfinite(seconds):
+        raise ValueError(f"{text[:40]!r}: too large to be a duration")
+    return seconds
 
 
 def format_duration(seconds: float) -> str:

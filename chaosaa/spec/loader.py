@@ -1,6 +1,12 @@
 """Read GameDay files: strict YAML, line numbers, and errors that name file, field and reason.
 
 Error lines look like ``region-down.yaml:23: spec.faults[0].duration: must be > 0``.
+
+A chaos tool must not crash on what a careless or hostile user writes: before anything
+is built from the YAML, the event stream is checked for nesting depth (the composer and
+pydantic recurse), the node graph for mapping keys that are not scalars and for its size
+with every alias expanded (a few aliases of aliases are a "billion laughs"), and the file
+for its size. Any input gives a GameDay or a :class:`SpecError`, never a traceback.
 """
 
 from __future__ import annotations
@@ -19,6 +25,13 @@ from chaosaa.spec.faults import FAULT_TYPES
 from chaosaa.spec.model import SLO_TYPES, GameDay
 
 Loc = tuple[str | int, ...]
+
+#: a GameDay nests about 6 deep; the YAML composer and pydantic recurse per level
+MAX_DEPTH = 64
+#: nodes with every alias expanded; a GameDay has a few hundred
+MAX_NODES = 100_000
+#: a GameDay file is a few kilobytes
+MAX_FILE_BYTES = 1 << 20
 
 #: Discriminator values pydantic puts into error locations; users never wrote them.
 _TAGS = {("faults", t) for t in FAULT_TYPES} | {("slos", t) for t in SLO_TYPES}
@@ -53,6 +66,82 @@ def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode, deep: bool =
 
 
 _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _check_depth(text: str, source: str) -> None:
+    """Refuse nesting deeper than MAX_DEPTH, from the parser's events (which do not
+    recurse), before the composer builds nodes (which does)."""
+    depth = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                line = event.start_mark.line + 1 if event.start_mark else "?"
+                raise SpecError(
+                    [
+                        f"{source}:{line}: nested more than {MAX_DEPTH} levels deep; "
+                        "a GameDay is a few levels of mappings and lists"
+                    ]
+                )
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+
+
+def _check_nodes(root: yaml.Node, source: str) -> None:
+    """Refuse non-scalar mapping keys, aliases that contain themselves, and documents
+    that are larger than MAX_NODES once every alias is expanded.
+
+    Each distinct node is visited once; its expanded size is computed from its
+    children's, so an alias bomb is measured without being expanded.
+    """
+    size: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[yaml.Node, Loc, bool]] = [(root, (), False)]
+    while stack:
+        node, loc, done = stack.pop()
+        children: list[yaml.Node] = []
+        child_locs: list[Loc] = []
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                if not isinstance(key, yaml.ScalarNode):
+                    what = "a list" if isinstance(key, yaml.SequenceNode) else "a mapping"
+                    raise SpecError(
+                        [
+                            f"{source}:{key.start_mark.line + 1}: {format_loc(loc) or '(top)'}: "
+                            f"a mapping key is {what}; keys must be plain names"
+                        ]
+                    )
+                children += [key, value]
+                child_locs += [loc, (*loc, key.value)]
+        elif isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+            child_locs = [(*loc, i) for i in range(len(children))]
+        if done:
+            on_path.discard(id(node))
+            total = 1 + sum(size[id(c)] for c in children)
+            if total > MAX_NODES:
+                raise SpecError(
+                    [
+                        f"{source}:{node.start_mark.line + 1}: {format_loc(loc) or '(top)'}: more "
+                        f"than {MAX_NODES} values once its aliases are expanded; refused"
+                    ]
+                )
+            size[id(node)] = total
+            continue
+        if id(node) in size:
+            continue
+        on_path.add(id(node))
+        stack.append((node, loc, True))
+        for child, child_loc in zip(children, child_locs, strict=True):
+            if id(child) in on_path:
+                raise SpecError(
+                    [
+                        f"{source}:{child.start_mark.line + 1}: {format_loc(child_loc)}: "
+                        "an alias refers to a value that contains it"
+                    ]
+                )
+            if id(child) not in size:
+                stack.append((child, child_loc, False))
 
 
 def _record_lines(node: yaml.Node, loc: Loc, lines: dict[Loc, int]) -> None:
@@ -97,6 +186,12 @@ def _line_for(loc: Loc, lines: Mapping[Loc, int]) -> int | None:
     return None
 
 
+def _short(value: Any, limit: int = 60) -> str:
+    """A user's value in an error line, cut to a readable length."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 5]}...{text[-2:]}"
+
+
 #: pydantic error types -> our wording, from (input, ctx)
 _REASONS: dict[str, Callable[[Any, Mapping[str, Any]], str]] = {
     "extra_forbidden": lambda _i, _c: "unknown field",
@@ -108,8 +203,9 @@ _REASONS: dict[str, Callable[[Any, Mapping[str, Any]], str]] = {
     "greater_than": lambda _i, c: f"must be > {c.get('gt')}",
     "greater_than_equal": lambda _i, c: f"must be >= {c.get('ge')}",
     "less_than_equal": lambda _i, c: f"must be <= {c.get('le')}",
-    "string_pattern_mismatch": lambda i, c: f"{i!r} does not match {c.get('pattern')}",
-    "literal_error": lambda i, c: f"{i!r} is not allowed; expected {c.get('expected')}",
+    "string_pattern_mismatch": lambda i, c: f"{_short(i)} does not match {c.get('pattern')}",
+    "literal_error": lambda i, c: f"{_short(i)} is not allowed; expected {c.get('expected')}",
+    "finite_number": lambda _i, _c: "must be a finite number",
 }
 
 
@@ -159,23 +255,29 @@ def _format(
 def parse_yaml(text: str, source: str) -> tuple[Any, dict[Loc, int]]:
     """Parse one YAML document with duplicate-key detection and a line table."""
     try:
+        _check_depth(text, source)
         loader = _LineLoader(text)
     except yaml.YAMLError as exc:
-        raise SpecError([f"{source}: YAML error: {getattr(exc, 'reason', exc)}"]) from None
+        raise _yaml_error(exc, source) from None
     try:
         node = loader.get_single_node()
         if node is None:
             raise SpecError([f"{source}: the file is empty"])
+        _check_nodes(node, source)
         data = loader.construct_document(node)
         _record_lines(node, (), loader.lines)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{source}:{mark.line + 1}" if mark is not None else source
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise SpecError([f"{where}: YAML error: {problem}"]) from None
+        raise _yaml_error(exc, source) from None
     finally:
         loader.dispose()
     return data, loader.lines
+
+
+def _yaml_error(exc: yaml.YAMLError, source: str) -> SpecError:
+    mark = getattr(exc, "problem_mark", None)
+    where = f"{source}:{mark.line + 1}" if mark is not None else source
+    problem = getattr(exc, "problem", None) or getattr(exc, "reason", None) or str(exc)
+    return SpecError([f"{where}: YAML error: {problem}"])
 
 
 def apply_overrides(data: Any, overrides: Iterable[str], source: str) -> Any:
@@ -186,8 +288,10 @@ def apply_overrides(data: Any, overrides: Iterable[str], source: str) -> Any:
         if not sep or not path:
             raise SpecError([f"--set {item!r}: expected path=value, e.g. spec.traffic.rate=100"])
         try:
-            value = yaml.safe_load(raw)
-        except yaml.YAMLError:
+            value, _ = parse_yaml(raw, f"--set {path}")
+        except SpecError as exc:
+            if "YAML error" not in exc.problems[0] and "empty" not in exc.problems[0]:
+                raise
             value = raw
         cursor = data
         parts = path.split(".")
@@ -226,6 +330,9 @@ def validate_gameday(data: Any, source: str, lines: Mapping[Loc, int] | None = N
         gameday = GameDay.model_validate(data)
     except ValidationError as exc:
         raise SpecError(_format(source, _problems_from_validation(exc, data), lines)) from None
+    except (RecursionError, OverflowError, TypeError, ValueError) as exc:
+        # the checks above should leave nothing that gets here: still no traceback
+        raise SpecError([f"{source}: cannot be read as a GameDay: {exc}"]) from None
     problems = semantic_problems(gameday.spec)
     if problems:
         raise SpecError(_format(source, problems, lines))
@@ -237,6 +344,13 @@ def load_gameday(path: str | Path, overrides: Iterable[str] = ()) -> GameDay:
     p = Path(path)
     source = str(path)
     try:
+        if p.is_file() and p.stat().st_size > MAX_FILE_BYTES:
+            raise SpecError(
+                [
+                    f"{source}: {p.stat().st_size} bytes; a GameDay file is at most "
+                    f"{MAX_FILE_BYTES >> 20} MiB"
+                ]
+            )
         raw = p.read_bytes()
     except FileNotFoundError:
         raise SpecError([f"{source}: no such file"]) from None

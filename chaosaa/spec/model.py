@@ -159,7 +159,9 @@ class ReplicationLagSLO(SLOBase):
 
 class LostWritesSLO(SLOBase):
     type: Literal["lostWrites"]
-    max: int = Field(0, ge=0, description="acknowledged writes allowed to be lost")
+    max: int = Field(
+        0, ge=0, le=1_000_000_000, description="acknowledged writes allowed to be lost"
+    )
 
 
 class ErrorRateSLO(SLOBase):
@@ -248,10 +250,10 @@ class GameDaySpec(Model):
         "Forbid", description="operator: what to do when a run is still going"
     )
     starting_deadline_seconds: int | None = Field(
-        None, ge=0, description="operator: a missed slot older than this is skipped"
+        None, ge=0, le=31_622_400, description="operator: a missed slot older than this is skipped"
     )
-    successful_runs_history_limit: int = Field(3, ge=0)
-    failed_runs_history_limit: int = Field(1, ge=0)
+    successful_runs_history_limit: int = Field(3, ge=0, le=100)
+    failed_runs_history_limit: int = Field(1, ge=0, le=100)
 
     @field_validator("schedule")
     @classmethod

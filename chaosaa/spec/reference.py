@@ -77,7 +77,7 @@ def _default(info: FieldInfo) -> str:
     value = info.default
     if value is None or value is PydanticUndefined:
         return ""
-    if isinstance(value, float) and _type_name(info.annotation).startswith("duration"):
+    if isinstance(value, float) and _type_name(info.rebuild_annotation()).startswith("duration"):
         return f"`{format_duration(value)}`"
     return f"`{value}`"
 
@@ -87,7 +87,8 @@ def render_reference() -> str:
         "# GameDay reference",
         "",
         "Generated from the pydantic models by `python -m chaosaa.spec.reference`; do not edit.",
-        "Durations: `250ms`, `10s`, `5m`, `1h`. Rates: `64kbit`, `1mbit` (`kbps` = bytes).",
+        "Durations: `250ms`, `10s`, `5m`, `1h` (at most `24h`). "
+        "Rates: `64kbit`, `1mbit` (`kbps` = bytes).",
         'Expectations: a comparison and a number in quotes, e.g. `">= 0.99"`.',
         "",
     ]
@@ -102,7 +103,8 @@ def render_reference() -> str:
             if alias == "type" and len(get_args(info.annotation)) == 1:
                 continue
             desc = (info.description or "").replace("|", "\\|")
-            out.append(f"| `{alias}` | {_type_name(info.annotation)} | {_default(info)} | {desc} |")
+            kind = _type_name(info.rebuild_annotation())
+            out.append(f"| `{alias}` | {kind} | {_default(info)} | {desc} |")
         out.append("")
     return "\n".join(out)
 

@@ -3,6 +3,7 @@ comparisons, names."""
 
 from __future__ import annotations
 
+import math
 import operator
 import re
 from collections.abc import Callable
@@ -15,6 +16,10 @@ from pydantic.alias_generators import to_camel
 from chaosaa.durations import format_duration, parse_duration
 
 DURATION_PATTERN = r"^(0|(\d+(\.\d+)?(ms|s|m|h|d))+)$"
+#: no duration of a GameDay is longer than a day (the traffic generator's bound too)
+MAX_DURATION = 86_400.0
+#: 1 tbit/s: beyond any link a GameDay shapes
+MAX_RATE = 1e12
 
 
 def _duration(value: Any) -> float:
@@ -23,10 +28,14 @@ def _duration(value: Any) -> float:
     if isinstance(value, int | float):
         if value == 0:
             return 0.0
-        raise ValueError(f"{value!r} has no unit: write e.g. {value}s or {value}ms")
+        shown = f"{value:g}" if isinstance(value, float) else str(value)[:20]
+        raise ValueError(f"{shown} has no unit: write e.g. {shown}s or {shown}ms")
     if not isinstance(value, str):
         raise ValueError("must be a duration string such as 250ms, 10s, 5m")
-    return parse_duration(value)
+    seconds = parse_duration(value)
+    if seconds > MAX_DURATION:
+        raise ValueError(f"{value[:40]!r} is longer than a GameDay may run (at most 24h)")
+    return seconds
 
 
 #: Seconds, read from ``250ms``/``10s``/``5m``/``1h``; written back as a string.
@@ -62,7 +71,9 @@ def parse_rate(text: str) -> float:
         )
     bits = float(m.group(1)) * _RATE_UNITS[m.group(2)]
     if bits <= 0:
-        raise ValueError(f"{text!r}: rate must be > 0")
+        raise ValueError(f"{text[:40]!r}: rate must be > 0")
+    if bits > MAX_RATE:
+        raise ValueError(f"{text[:40]!r}: rate must be <= 1000gbit")
     return bits
 
 
@@ -119,7 +130,10 @@ def parse_expect(text: str) -> Expectation:
             f"{text!r} is not an expectation: write a comparison and a number, "
             "e.g. '>= 0.99' or '< 5'"
         )
-    return Expectation(m.group(1), float(m.group(2)))
+    value = float(m.group(2))
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:40]!r}: the number is too large")
+    return Expectation(m.group(1), value)
 
 
 def _expect(value: Any) -> Expectation:
@@ -149,6 +163,8 @@ class Model(BaseModel):
         alias_generator=to_camel,
         populate_by_name=True,
         frozen=True,
+        # every number must be finite: an objective of inf can never fail
+        allow_inf_nan=False,
     )
 
 

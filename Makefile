@@ -9,7 +9,7 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: dev test test-unit test-k8s test-kind lint bench demo k8s-bin kind-up kind-down lab lab-down clean prometheus
+.PHONY: dev test test-unit test-k8s test-kind lint bench demo k8s-bin docker-engine kind-images kind-up kind-down lab lab-down clean prometheus
 
 $(BIN)/chaosaa: pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -50,6 +50,10 @@ demo: dev prometheus
 
 k8s-bin:
 	bash hack/k8s-bin
+
+# A Docker engine that can run kind (does nothing where one already works).
+docker-engine:
+	bash hack/docker-engine
 
 test-k8s: dev k8s-bin
 	$(BIN)/pytest -m k8s $(PYTEST_ARGS)

@@ -81,6 +81,13 @@ prepare_module() {
         gocmd mod edit -replace="${rep}=${rep}@v0.${version#v1.}"
       done < <(local_replaces "${gomod}")
     fi
+    # KEEP_REPLACES=1: keep upstream's replaces by module (forks it pins), which
+    # are dropped for a dependency too; without them some modules do not compile.
+    if [[ "${KEEP_REPLACES:-}" == 1 ]]; then
+      gocmd mod edit -json "${gomod}" | jq -r '.Replace[]? | select(.New.Path | startswith(".") | not)
+        | "\(.Old.Path)\(if .Old.Version then "@" + .Old.Version else "" end)=\(.New.Path)@\(.New.Version)"' \
+        | while IFS= read -r rep; do gocmd mod edit -replace="${rep}"; done
+    fi
     {
       printf '//go:build tools\n\npackage tools\n\nimport (\n'
       printf '\t_ "%s"\n' "$@"

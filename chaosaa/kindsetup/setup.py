@@ -442,11 +442,26 @@ class KindSetup:
 
     # -- down -----------------------------------------------------------------------
 
+    def remove_network_if_unused(self) -> None:
+        """Remove the docker network kind created, once no container is attached to it.
+
+        kind creates the network on first use and never deletes it; with other kind
+        clusters (or anything else) still on it, it stays.
+        """
+        fmt = "{{len .Containers}}"
+        found = self._query(["docker", "network", "inspect", "--format", fmt, self.network])
+        if self.runner.dry_run or (found.ok and found.stdout.strip() == "0"):
+            self.progress(f"removing the docker network {self.network} (no container left on it)")
+            self.runner.run(
+                ["docker", "network", "rm", self.network], timeout=self.timeouts.quick, check=False
+            )
+
     def down(self) -> None:
         self.preflight(up=False)
         for rc in self.topology.regions:
             self.progress(f"deleting kind cluster {rc.cluster}")
             self._run(["kind", "delete", "cluster", "--name", rc.cluster], self.timeouts.delete)
+        self.remove_network_if_unused()
         if self.runner.dry_run:
             self.progress(f"then: remove {self.target_path} and {self.manifest_dir}")
             return

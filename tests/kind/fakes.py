@@ -29,6 +29,7 @@ class FakeTools:
     fail: str | None = None  # a command prefix that fails, e.g. "docker build"
     cgroup_version: str = "2"  # what `docker info` says of the engine's host
     images: tuple[str, ...] = ()  # images in the local engine (docker image inspect)
+    network_containers: int = 0  # containers still on the `kind` network at `kind down`
     dry_run: bool = False
     commands: list[tuple[str, ...]] = field(default_factory=list)
 
@@ -53,6 +54,8 @@ class FakeTools:
             if "{{.CgroupVersion}}" in argv:
                 return Completed(argv, 0, f"{self.cgroup_version}\n")
             return Completed(argv, 0, "27.3.1\n")
+        if argv[:3] == ("docker", "network", "inspect"):
+            return Completed(argv, 0, f"{self.network_containers}\n")
         if argv[:3] == ("docker", "image", "inspect"):
             if argv[-1] in self.images:
                 return Completed(argv, 0, "sha256:0123\n")

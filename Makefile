@@ -9,7 +9,7 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: dev test test-unit test-db test-k8s test-kind lint bench demo k8s-bin kind-up kind-down lab lab-down clean prometheus
+.PHONY: dev test test-unit test-db test-k8s test-kind lint bench demo k8s-bin docker-engine kind-images kind-up kind-up-local kind-down lab lab-down clean prometheus
 
 $(BIN)/chaosaa: pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -54,6 +54,20 @@ demo: dev prometheus
 k8s-bin:
 	bash hack/k8s-bin
 
+# A Docker engine that can run kind (does nothing where one already works).
+docker-engine:
+	bash hack/docker-engine
+
+# The kind node image, the images kubeadm runs in it and the demo's Python base, built
+# offline from Go modules and Debian packages into ~/.cache/chaosaa (docs/kind.md).
+kind-images: docker-engine
+	bash hack/kind-images
+
+# kind up with those local images (air-gapped machines, ours). KIND_UP_ARGS=--workers 0
+KIND_UP_ARGS ?=
+kind-up-local: dev kind-images
+	eval "$$(bash hack/kind-images --env)" && $(BIN)/chaosaa kind up $(KIND_UP_ARGS)
+
 test-k8s: dev k8s-bin
 	$(BIN)/pytest -m k8s $(PYTEST_ARGS)
 
@@ -67,7 +81,7 @@ kind-up: dev
 	$(BIN)/chaosaa kind up
 
 kind-down: dev
-	$(BIN)/chaosaa kind down
+	PATH="$$(bash hack/kind-images --bin-dir):$$PATH" $(BIN)/chaosaa kind down
 
 test-kind: dev
 	$(BIN)/pytest --kind tests/kind $(PYTEST_ARGS)

@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.text import Text
 
 from chaosaa.errors import ChaosaaError
+from chaosaa.kindsetup.options import ClusterOptions
 from chaosaa.kindsetup.runner import DryRunRunner, Runner, SubprocessRunner
 from chaosaa.kindsetup.setup import KindSetup
 from chaosaa.kindsetup.topology import DEFAULT_REGIONS, load_topology
@@ -26,9 +27,16 @@ def _fail(exc: ChaosaaError) -> None:
     sys.exit(int(exc.exit_code))
 
 
-def _setup(root: Path, state_dir: Path | None, regions: str, dry_run: bool) -> KindSetup:
+def _setup(
+    root: Path,
+    state_dir: Path | None,
+    regions: str,
+    dry_run: bool,
+    options: ClusterOptions | None = None,
+    base_image: str | None = None,
+) -> KindSetup:
     names = tuple(r.strip() for r in regions.split(",") if r.strip())
-    topology = load_topology(root, names)
+    topology = load_topology(root, names, options)
     runner: Runner = (
         DryRunRunner(echo=lambda cmd: click.echo(f"$ {cmd}")) if dry_run else SubprocessRunner()
     )
@@ -48,6 +56,7 @@ def _setup(root: Path, state_dir: Path | None, regions: str, dry_run: bool) -> K
         runner=runner,
         state_dir=state_dir or root / ".chaosaa",
         progress=progress,
+        base_image=base_image or None,
     )
 
 
@@ -92,22 +101,62 @@ def kind() -> None:
 
 @kind.command()
 @_with_options
-def up(root: Path, state_dir: Path | None, regions: str, dry_run: bool) -> None:
+@click.option(
+    "--node-image",
+    envvar="CHAOSAA_KIND_NODE_IMAGE",
+    metavar="IMAGE",
+    help="kind node image to use instead of the pinned digest in kind-configs/ "
+    "(a local image: no pull). [env: CHAOSAA_KIND_NODE_IMAGE]",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(0, 1),
+    envvar="CHAOSAA_KIND_WORKERS",
+    help="Worker nodes per cluster, 0 or 1 [default: as in kind-configs/, 1]; "
+    "0 saves CPU. [env: CHAOSAA_KIND_WORKERS]",
+)
+@click.option(
+    "--base-image",
+    envvar="CHAOSAA_KIND_BASE_IMAGE",
+    metavar="IMAGE",
+    help="Base image of the demo image (deploy/Dockerfile's BASE_IMAGE) "
+    "[default: python:3.11-slim]. [env: CHAOSAA_KIND_BASE_IMAGE]",
+)
+def up(
+    root: Path,
+    state_dir: Path | None,
+    regions: str,
+    dry_run: bool,
+    node_image: str | None,
+    workers: int | None,
+    base_image: str | None,
+) -> None:
     """Create the clusters, build and load the demo image, deploy, wait, write the target file.
 
     Preflight first: the Docker engine must run, kind and kubectl must be on PATH, no
-    cluster of ours may exist and the host ports must be free; otherwise exit 4 with
-    every problem listed and nothing touched. Clusters come from kind-configs/; the
-    hub (first region) also runs the router (http://127.0.0.1:20080) and Prometheus
-    (http://127.0.0.1:20090). Writes STATE_DIR/kind-target.yaml.
+    cluster of ours may exist, the host ports must be free and a --node-image must be
+    in the local engine; otherwise exit 4 with every problem listed and nothing touched.
+    Clusters come from kind-configs/; the hub (first region) also runs the router
+    (http://127.0.0.1:20080) and Prometheus (http://127.0.0.1:20090). Writes
+    STATE_DIR/kind-target.yaml.
+
+    On a cgroup v1 Docker host the kubelet is told to accept cgroup v1 (failCgroupV1:
+    false). With --node-image, --workers or that, the kind config is rendered to
+    STATE_DIR/kind/<region>-cluster.yaml; nothing else changes.
 
     \b
     Examples:
       chaosaa kind up
       chaosaa kind up --dry-run            # print every command
+      chaosaa kind up --workers 0          # control planes only: less CPU
+    \b
+    Air-gapped (images built locally by `make kind-images`, see docs/kind.md):
+      chaosaa kind up --node-image chaosaa.local/kind-node:v1.37.2 \\
+                      --base-image chaosaa.local/python:3.11-bookworm
     """
+    options = ClusterOptions(node_image=node_image or None, workers=workers)
     try:
-        setup = _setup(root, state_dir, regions, dry_run)
+        setup = _setup(root, state_dir, regions, dry_run, options, base_image)
         path = setup.up()
     except ChaosaaError as exc:
         _fail(exc)

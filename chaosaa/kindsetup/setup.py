@@ -1,11 +1,13 @@
 """``chaosaa kind up|down``: the command sequence, with a preflight that touches nothing.
 
-``up``: preflight (Docker engine, kind, kubectl, no clusters of ours yet, host ports free)
-→ ``kind create cluster`` per region → ``docker build`` the demo image → ``kind load
-docker-image`` into every cluster → discover node IPs (``docker inspect``) and pod CIDRs
-(``kubectl get nodes``) → ``ip route replace`` in every node container towards every
-other cluster's pod CIDRs → render and ``kubectl apply`` the manifests → ``kubectl
-rollout status`` and HTTP readiness from the host → write the target file.
+``up``: preflight (Docker engine, kind, kubectl, no clusters of ours yet, host ports free,
+a local node image present) → ``kind create cluster`` per region (with the config of
+kind-configs/, or one rendered with this machine's options: see :mod:`.options`) →
+``docker build`` the demo image → ``kind load docker-image`` into every cluster →
+discover node IPs (``docker inspect``) and pod CIDRs (``kubectl get nodes``) → ``ip route
+replace`` in every node container towards every other cluster's pod CIDRs → render and
+``kubectl apply`` the manifests → ``kubectl rollout status`` and HTTP readiness from the
+host → write the target file.
 
 ``down``: preflight (Docker engine, kind) → ``kind delete cluster`` per region → remove
 the target file and the rendered manifests.
@@ -22,12 +24,13 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from chaosaa.errors import ChaosaaError, EnvironmentError_
 from chaosaa.kindsetup.kindconfig import KIND_VERSION
 from chaosaa.kindsetup.manifests import render_region
+from chaosaa.kindsetup.options import render_cluster
 from chaosaa.kindsetup.runner import CommandError, Completed, Runner
 from chaosaa.kindsetup.targetfile import (
     TARGET_FILE,
@@ -103,6 +106,8 @@ class KindSetup:
     clock: Callable[[], float] = time.monotonic
     timeouts: Timeouts = field(default_factory=Timeouts)
     image: str = IMAGE
+    #: the image deploy/Dockerfile builds on (its BASE_IMAGE build argument); None: its default
+    base_image: str | None = None
     #: docker network kind puts the nodes on (kind honours the same variable)
     network: str = field(
         default_factory=lambda: os.environ.get("KIND_EXPERIMENTAL_DOCKER_NETWORK", "kind")
@@ -137,6 +142,8 @@ class KindSetup:
                     + (f" ({info.tail(2)})" if info.tail(2) else "")
                     + "; start Docker (kind runs every node as a container) and retry"
                 )
+        if up and engine:
+            problems += self._check_engine_for_nodes()
         existing: set[str] = set()
         if up and engine and "kind" not in absent:
             listed = self._query(["kind", "get", "clusters"])
@@ -161,6 +168,23 @@ class KindSetup:
                 "cannot run the kind setup; nothing was changed:\n"
                 + "\n".join(f"  - {p}" for p in problems)
             )
+
+    def _check_engine_for_nodes(self) -> list[str]:
+        """A cgroup v1 host adapts the configs; a local node image must be there."""
+        cgroup = self._query(["docker", "info", "--format", "{{.CgroupVersion}}"])
+        options = self.topology.hub.options
+        if cgroup.ok and cgroup.stdout.strip() == "1" and not options.cgroup_v1:
+            self.topology = self.topology.with_options(replace(options, cgroup_v1=True))
+        image = options.node_image
+        if not image:
+            return []
+        found = self._query(["docker", "image", "inspect", "--format", "{{.Id}}", image])
+        if found.ok or self.runner.dry_run:
+            return []
+        return [
+            f"node image {image} is not in the local Docker engine "
+            "(build it with `make kind-images`, or `docker pull` it)"
+        ]
 
     def _query(self, argv: list[str]) -> Completed:
         """A read-only preflight command; a hang or a missing binary is a failed result."""
@@ -192,22 +216,39 @@ class KindSetup:
     def _run(self, argv: Sequence[str], timeout: float) -> Completed:
         return self.runner.run(argv, timeout=timeout)
 
+    def cluster_config_path(self, rc: RegionCluster) -> Path:
+        """The kind config of a region: kind-configs/ as is, or rendered with the options."""
+        if not rc.rendered:
+            return rc.config_path
+        return self.manifest_dir / f"{rc.region}-cluster.yaml"
+
     def create_clusters(self) -> None:
         for rc in self.topology.regions:
-            self.progress(f"creating kind cluster {rc.cluster} (region {rc.region})")
+            path = self.cluster_config_path(rc)
+            changes = "; ".join(rc.options.describe()) if rc.rendered else ""
+            self.progress(
+                f"creating kind cluster {rc.cluster} (region {rc.region})"
+                + (f" with {changes}" if changes else "")
+            )
+            if rc.rendered and not self.runner.dry_run:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(render_cluster(rc.config, str(rc.config_path)))
             self._run(
-                ["kind", "create", "cluster", "--config", str(rc.config_path), "--wait", "120s"],
+                ["kind", "create", "cluster", "--config", str(path), "--wait", "120s"],
                 self.timeouts.create,
             )
 
     def build_image(self) -> None:
-        self.progress(f"building the demo image {self.image}")
+        base = f" on {self.base_image}" if self.base_image else ""
+        self.progress(f"building the demo image {self.image}{base}")
+        build_args = ["--build-arg", f"BASE_IMAGE={self.base_image}"] if self.base_image else []
         self._run(
             [
                 "docker",
                 "build",
                 "--file",
                 str(self.root / DOCKERFILE),
+                *build_args,
                 "--tag",
                 self.image,
                 str(self.root),
@@ -401,11 +442,26 @@ class KindSetup:
 
     # -- down -----------------------------------------------------------------------
 
+    def remove_network_if_unused(self) -> None:
+        """Remove the docker network kind created, once no container is attached to it.
+
+        kind creates the network on first use and never deletes it; with other kind
+        clusters (or anything else) still on it, it stays.
+        """
+        fmt = "{{len .Containers}}"
+        found = self._query(["docker", "network", "inspect", "--format", fmt, self.network])
+        if self.runner.dry_run or (found.ok and found.stdout.strip() == "0"):
+            self.progress(f"removing the docker network {self.network} (no container left on it)")
+            self.runner.run(
+                ["docker", "network", "rm", self.network], timeout=self.timeouts.quick, check=False
+            )
+
     def down(self) -> None:
         self.preflight(up=False)
         for rc in self.topology.regions:
             self.progress(f"deleting kind cluster {rc.cluster}")
             self._run(["kind", "delete", "cluster", "--name", rc.cluster], self.timeouts.delete)
+        self.remove_network_if_unused()
         if self.runner.dry_run:
             self.progress(f"then: remove {self.target_path} and {self.manifest_dir}")
             return

@@ -9,7 +9,7 @@ fixed here and used by the manifests in ``deploy/manifests/``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from chaosaa.kindsetup.kindconfig import (
@@ -18,6 +18,7 @@ from chaosaa.kindsetup.kindconfig import (
     cross_region_problems,
     load_cluster,
 )
+from chaosaa.kindsetup.options import ClusterOptions
 
 DEFAULT_REGIONS: tuple[str, ...] = ("us", "eu", "ap")
 CONFIG_DIR = "kind-configs"
@@ -42,11 +43,22 @@ PROMETHEUS_NODE_PORT = 30900
 
 @dataclass(frozen=True)
 class RegionCluster:
-    """One region's kind cluster."""
+    """One region's kind cluster: its config in kind-configs/ and this machine's options."""
 
     region: str
     config_path: Path
-    config: Cluster
+    source: Cluster
+    options: ClusterOptions = field(default_factory=ClusterOptions)
+
+    @property
+    def config(self) -> Cluster:
+        """The config ``kind create cluster`` gets: the source with the options applied."""
+        return self.options.apply(self.source)
+
+    @property
+    def rendered(self) -> bool:
+        """True when the options change the config (it is then written out for kind)."""
+        return self.config is not self.source
 
     @property
     def cluster(self) -> str:
@@ -109,6 +121,9 @@ class Topology:
     def region(self, name: str) -> RegionCluster:
         return next(r for r in self.regions if r.region == name)
 
+    def with_options(self, options: ClusterOptions) -> Topology:
+        return Topology(tuple(replace(rc, options=options) for rc in self.regions))
+
     @property
     def router_url(self) -> str:
         return self.hub.host_url(ROUTER_NODE_PORT)
@@ -118,17 +133,25 @@ class Topology:
         return self.hub.host_url(PROMETHEUS_NODE_PORT)
 
 
-def load_topology(root: Path, regions: Sequence[str] = DEFAULT_REGIONS) -> Topology:
+def load_topology(
+    root: Path,
+    regions: Sequence[str] = DEFAULT_REGIONS,
+    options: ClusterOptions | None = None,
+) -> Topology:
     """Read ``kind-configs/<region>.yaml`` for each region and check them together.
 
-    Raises KindConfigError (exit 2) naming every problem; touches nothing.
+    The checks apply to the configs as written; ``options`` (a local node image, fewer
+    workers) are applied on top. Raises KindConfigError (exit 2) naming every problem;
+    touches nothing.
     """
     if len(regions) < 2 or len(set(regions)) != len(regions):
         raise KindConfigError(f"need at least two distinct regions, got {list(regions)}")
     paths = {r: root / CONFIG_DIR / f"{r}.yaml" for r in regions}
     clusters = {r: load_cluster(p) for r, p in paths.items()}
     problems = cross_region_problems(clusters, {r: str(p) for r, p in paths.items()})
-    topo = Topology(tuple(RegionCluster(r, paths[r], clusters[r]) for r in regions))
+    topo = Topology(
+        tuple(RegionCluster(r, paths[r], clusters[r], options or ClusterOptions()) for r in regions)
+    )
     for rc in topo.regions:
         for port in (CLIENT_NODE_PORT,) + (
             (ROUTER_NODE_PORT, PROMETHEUS_NODE_PORT) if rc is topo.hub else ()

@@ -27,6 +27,9 @@ class FakeTools:
     engine: bool = True
     existing_clusters: tuple[str, ...] = ()
     fail: str | None = None  # a command prefix that fails, e.g. "docker build"
+    cgroup_version: str = "2"  # what `docker info` says of the engine's host
+    images: tuple[str, ...] = ()  # images in the local engine (docker image inspect)
+    network_containers: int = 0  # containers still on the `kind` network at `kind down`
     dry_run: bool = False
     commands: list[tuple[str, ...]] = field(default_factory=list)
 
@@ -48,7 +51,15 @@ class FakeTools:
         if argv[:2] == ("docker", "info"):
             if not self.engine:
                 return Completed(argv, 1, "", DOCKER_DOWN)
+            if "{{.CgroupVersion}}" in argv:
+                return Completed(argv, 0, f"{self.cgroup_version}\n")
             return Completed(argv, 0, "27.3.1\n")
+        if argv[:3] == ("docker", "network", "inspect"):
+            return Completed(argv, 0, f"{self.network_containers}\n")
+        if argv[:3] == ("docker", "image", "inspect"):
+            if argv[-1] in self.images:
+                return Completed(argv, 0, "sha256:0123\n")
+            return Completed(argv, 1, "", f"Error response from daemon: No such image: {argv[-1]}")
         if argv[:3] == ("kind", "get", "clusters"):
             return Completed(argv, 0, "".join(f"{c}\n" for c in self.existing_clusters))
         if argv[:2] == ("docker", "inspect"):

@@ -71,10 +71,14 @@ def only(instructions: list[Instruction], keyword: str) -> Instruction:
 
 
 def test_known_instructions_and_a_python_311_slim_base(instructions: list[Instruction]) -> None:
-    known = {"FROM", "ENV", "WORKDIR", "COPY", "RUN", "USER", "EXPOSE", "ENTRYPOINT", "CMD"}
+    known = {"ARG", "FROM", "ENV", "WORKDIR", "COPY", "RUN", "USER", "EXPOSE", "ENTRYPOINT", "CMD"}
     assert {i.keyword for i in instructions} <= known
-    assert instructions[0].keyword == "FROM"
-    assert only(instructions, "FROM").value.startswith("python:3.11-slim")
+    # the base is a build argument whose default is what users pull
+    assert [(i.keyword, i.value) for i in instructions[:2]] == [
+        ("ARG", "BASE_IMAGE=python:3.11-slim"),
+        ("FROM", "${BASE_IMAGE}"),
+    ]
+    assert only(instructions, "FROM").line > only(instructions, "ARG").line
     assert DOCKERFILE.read_text().startswith("# syntax=docker/dockerfile:1")
 
 

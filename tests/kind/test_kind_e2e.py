@@ -1,8 +1,9 @@
 """The kind path for real: `kind up`, the region-down GameDay, `kind down`.
 
-Opt-in (`pytest --kind`): needs a Docker engine, kind and kubectl, ~10 minutes, and
-creates the clusters chaosaa-us/eu/ap. Never runs in our CI (no Docker engine); the
-GitHub workflow kind-smoke.yml runs the same sequence.
+Opt-in (`pytest --kind`): needs a Docker engine, kind and kubectl, ~5-10 minutes, and
+creates the clusters chaosaa-us/eu/ap. On our machines (no registry) run it with the
+images of hack/kind-images: `eval "$(hack/kind-images --env)"; CHAOSAA_KIND_WORKERS=0`
+(docs/kind.md). The GitHub workflow kind-smoke.yml runs the same sequence.
 """
 
 from __future__ import annotations

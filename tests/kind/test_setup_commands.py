@@ -266,6 +266,20 @@ def test_down_deletes_every_cluster_and_the_files(topology: Topology, tmp_path: 
     )
     assert not (tmp_path / "kind-target.yaml").exists()
     assert not (tmp_path / "kind").exists()
+    # kind never deletes its docker network: down does, once nothing is left on it
+    assert tools.commands[-1] == ("docker", "network", "rm", "kind")
+    assert last(tools.commands, starts("kind", "delete")) < len(tools.commands) - 1
+
+
+def test_down_keeps_the_kind_network_while_other_containers_use_it(
+    topology: Topology, tmp_path: Path
+) -> None:
+    tools = FakeTools(topology, tools=("docker", "kind"), network_containers=2)
+    make_setup(topology, tools, tmp_path).down()
+    assert ("docker", "network", "inspect", "--format", "{{len .Containers}}", "kind") in (
+        tools.commands
+    )
+    assert not any(starts("docker", "network", "rm")(c) for c in tools.commands)
 
 
 def test_down_without_a_docker_engine_touches_nothing(topology: Topology, tmp_path: Path) -> None:

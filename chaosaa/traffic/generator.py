@@ -179,6 +179,9 @@ class TrafficGenerator:
         self._ledger = WriteLedger(run_id, self._log.regions)
         self._started_at: float | None = None
         self._stopped = False
+        #: CPU seconds spent sending, over every process, from the start to ``stop`` (in
+        #: this process: all of the process's CPU in that time)
+        self.cpu_seconds = 0.0
 
     @classmethod
     def from_spec(
@@ -263,8 +266,10 @@ class TrafficGenerator:
         if self._runner is not None:
             await self._runner.stop(drain_timeout)
             self._log, self._ledger = self._runner.log, self._runner.ledger
+            self.cpu_seconds = self._runner.cpu_seconds
         elif self._pool is not None:
             await self._pool.stop(drain_timeout)
+            self.cpu_seconds = self._pool.cpu_seconds
             if self._pool.log is not None and self._pool.ledger is not None:
                 self._log, self._ledger = self._pool.log, self._pool.ledger
 

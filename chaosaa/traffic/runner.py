@@ -133,6 +133,9 @@ class Runner:
         self._finished = asyncio.Event()
         self._drained = asyncio.Event()
         self._stopping = False
+        self._cpu_at_begin = 0.0
+        #: CPU seconds this process used from ``begin`` to the end of ``stop``
+        self.cpu_seconds = 0.0
 
     @property
     def started_at(self) -> float:
@@ -158,6 +161,7 @@ class Runner:
             read_body=probe.read_body,
         )
         self._t0 = t0
+        self._cpu_at_begin = time.process_time()
         cfg = self.config
         self._schedule = iter(cfg.plan.schedule(cfg.worker, cfg.workers, span))
         self._ticker = Ticker(self._loop, self._tick)
@@ -185,6 +189,7 @@ class Runner:
         self.counters.cancelled += lost
         self.counters.in_flight -= lost
         await client.close()
+        self.cpu_seconds = time.process_time() - self._cpu_at_begin
 
     # ------------------------------------------------------------------ schedule
 

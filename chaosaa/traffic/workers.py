@@ -87,6 +87,8 @@ class WorkerPool:
         self.started_at: float | None = None
         self.log: SampleLog | None = None
         self.ledger: WriteLedger | None = None
+        #: CPU seconds the workers used while sending (from the start instant to stop)
+        self.cpu_seconds = 0.0
 
     async def start(self, span: float) -> None:
         env = dict(os.environ)
@@ -165,6 +167,7 @@ class WorkerPool:
             if worker.result is None:
                 lost += int(worker.counters["in_flight"])
                 continue
+            self.cpu_seconds += float(worker.result.get("cpu", 0.0))
             part = SampleLog.load(worker.result["log"])
             acks = WriteLedger.load(config.run_id, worker.result["ledger"])
             if log is None or ledger is None:
@@ -265,6 +268,7 @@ async def _serve(config: RunnerConfig, out: BinaryIO) -> None:
             "counters": runner.counters.snapshot(),
             "log": runner.log.export(),
             "ledger": runner.ledger.export(),
+            "cpu": runner.cpu_seconds,
         }
     )
 

@@ -44,32 +44,23 @@ async def exchange(
     path: str = "/",
     *,
     method: str = "GET",
-    timeout: float = 2.0,
+    deadline: float = 2.0,
     header: str | None = None,
     read_body: bool = True,
-    client: HttpClient | None = None,
-    results: list[Exchange] | None = None,
 ) -> Exchange:
-    """One request through a client (a new one unless given); returns its exchange."""
+    """One request through a new client; returns its exchange once done."""
     done: asyncio.Future[Exchange] = asyncio.get_running_loop().create_future()
     origin = Origin.of(url)
-    own = client is None
-    if client is None:
-        client = HttpClient(
-            [origin],
-            lambda x: x.context.set_result(x),
-            timeout=timeout,  # type: ignore[union-attr]
-            header=header,
-            read_body=read_body,
-        )
+    client = HttpClient(
+        [origin], done.set_result, timeout=deadline, header=header, read_body=read_body
+    )
     data = f"{method} {path} HTTP/1.1\r\nHost: {origin.host_header}\r\n\r\n".encode()
-    client.send(0, data, head=method == "HEAD", context=done)
+    client.send(0, data, head=method == "HEAD")
     try:
-        async with asyncio.timeout(timeout + 5):
+        async with asyncio.timeout(deadline + 5):
             return await done
     finally:
-        if own:
-            await client.close()
+        await client.close()
 
 
 async def read_request(reader: asyncio.StreamReader) -> bytes:
@@ -96,15 +87,13 @@ async def test_chunked_bodies_and_named_headers_from_a_real_server() -> None:
 
 async def test_head_completes_on_the_headers_and_the_connection_is_reused() -> None:
     async with PlainService("eu") as svc:
-        results: list[Exchange] = []
-        loop = asyncio.get_running_loop()
-        client = HttpClient([Origin.of(svc.url)], results.append, timeout=2.0)
+        queue: asyncio.Queue[Exchange] = asyncio.Queue()
+        client = HttpClient([Origin.of(svc.url)], queue.put_nowait, timeout=2.0)
         data = f"HEAD /health HTTP/1.1\r\nHost: 127.0.0.1:{svc.port}\r\n\r\n".encode()
+        results = []
         for _ in range(3):
             client.send(0, data, head=True)
-            deadline = loop.time() + 3
-            while len(results) < _ + 1 and loop.time() < deadline:
-                await asyncio.sleep(0.005)
+            results.append(await asyncio.wait_for(queue.get(), 3))
         await client.close()
     assert [(x.error, x.status) for x in results] == [(None, 200)] * 3
     assert len(svc.arrivals) == 3
@@ -123,14 +112,13 @@ async def test_an_idle_connection_dropped_as_the_request_arrives_is_retried_once
         writer.transport.abort()  # ...finds the server closing it, unanswered
 
     async with raw_server(handler) as url:
-        results: list[Exchange] = []
-        client = HttpClient([Origin.of(url)], results.append, timeout=2.0)
+        queue: asyncio.Queue[Exchange] = asyncio.Queue()
+        client = HttpClient([Origin.of(url)], queue.put_nowait, timeout=2.0)
         data = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
-        for n in (1, 2):
+        results = []
+        for _ in range(2):
             client.send(0, data)
-            deadline = time.monotonic() + 3
-            while len(results) < n and time.monotonic() < deadline:
-                await asyncio.sleep(0.005)
+            results.append(await asyncio.wait_for(queue.get(), 3))
         await client.close()
     assert [(x.error, x.status, x.attempts) for x in results] == [(None, 200, 1), (None, 200, 2)]
     assert served == 2  # the retry went to a new connection
@@ -160,7 +148,7 @@ async def test_garbage_is_a_protocol_error_and_silence_a_timeout() -> None:
         assert (await exchange(url)).error == "protocol"
     async with raw_server(silent) as url:
         began = time.monotonic()
-        x = await exchange(url, timeout=0.2)
+        x = await exchange(url, deadline=0.2)
         assert x.error == "timeout"
         assert 0.19 <= time.monotonic() - began < 1.0
 

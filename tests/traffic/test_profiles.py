@@ -3,6 +3,7 @@ shape within 2 %, in one process and spread over worker processes."""
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import Counter
 
@@ -72,7 +73,7 @@ def test_a_ramp_from_zero_and_a_zero_rate_stage_send_what_they_should() -> None:
     assert len([t for t in times if t < 2]) == 100  # the triangle: 100 * 2 / 2
     assert not [t for t in times if 2 <= t < 3]  # rate 0: silence
     assert len([t for t in times if 3 <= t < 4]) == 10
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False) if b < 2]
+    gaps = [b - a for a, b in itertools.pairwise(times) if b < 2]
     assert gaps == sorted(gaps, reverse=True)  # a rising rate: ever shorter gaps
 
 
@@ -124,7 +125,7 @@ async def test_worker_processes_share_one_clock_and_one_log() -> None:
     sent = [s.sent_at for s in samples]
     assert sent == sorted(sent)
     # one schedule, interleaved: the gaps are one period however the workers split it
-    gaps = sorted(b - a for a, b in zip(sent, sent[1:], strict=False))
+    gaps = sorted(b - a for a, b in itertools.pairwise(sent))
     assert gaps[len(gaps) // 2] == pytest.approx(1 / 300, abs=0.0005)
     assert Counter(s.home for s in samples) == {"us": 150, "eu": 150}
     # the server saw each request no earlier than the client says it left

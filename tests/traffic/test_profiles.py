@@ -3,9 +3,13 @@ shape within 2 %, in one process and spread over worker processes."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import math
+import sys
+import time
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +19,8 @@ from chaosaa.traffic.profile import segments
 from tests.traffic.service import SwitchableService
 
 pytestmark = pytest.mark.timeout(90)
+
+ROOT = Path(__file__).resolve().parents[2]
 
 SECONDS = 3.0
 LOAD = {
@@ -132,3 +138,56 @@ async def test_worker_processes_share_one_clock_and_one_log() -> None:
     arrivals = sorted(a.at for a in svc.arrivals)
     assert min(a - s for a, s in zip(arrivals, sent, strict=True)) > -0.002
     assert all(s.send_error is not None for s in samples)
+
+
+def _worker_pids(parent: int) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == parent and b"chaosaa.traffic.workers" in cmdline:
+            pids.append(int(entry.name))
+    return pids
+
+
+def _alive(pids: list[int]) -> bool:
+    return any(Path(f"/proc/{pid}").exists() for pid in pids)
+
+
+async def test_workers_exit_when_their_parent_is_killed() -> None:
+    async with SwitchableService("us") as svc:
+        script = (
+            "import asyncio, sys\n"
+            "from chaosaa.traffic import TrafficGenerator\n"
+            "async def main():\n"
+            f"    gen = TrafficGenerator({svc.url!r}, rate=100, timeout=1, run_id='k', workers=2)\n"
+            "    await gen.start()\n"
+            "    print('started', flush=True)\n"
+            "    await asyncio.sleep(30)\n"
+            "asyncio.run(main())\n"
+        )
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", script, stdout=asyncio.subprocess.PIPE, cwd=ROOT
+        )
+        assert proc.stdout is not None
+        try:
+            line = await asyncio.wait_for(proc.stdout.readline(), 30)
+            assert line.strip() == b"started"
+            workers = _worker_pids(proc.pid)
+            assert len(workers) == 2
+            proc.kill()
+            await proc.wait()
+            deadline = time.monotonic() + 10
+            while _alive(workers):
+                assert time.monotonic() < deadline, "worker processes outlived their parent"
+                await asyncio.sleep(0.05)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import os
 import pickle
+import signal
 import struct
 import sys
 import time
@@ -102,6 +103,9 @@ class WorkerPool:
                     stdin=asyncio.subprocess.PIPE,
                     stdout=asyncio.subprocess.PIPE,
                     env=env,
+                    # Ctrl-C is for the parent, which stops the workers and keeps their
+                    # samples; a worker interrupted by it would take them along
+                    start_new_session=True,
                 )
                 worker = _Worker(i, proc)
                 self._workers.append(worker)
@@ -274,6 +278,7 @@ async def _serve(config: RunnerConfig, out: BinaryIO) -> None:
 
 
 def main() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     # Frames go to the original stdout; anything printed goes to stderr instead.
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)

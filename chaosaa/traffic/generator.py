@@ -18,6 +18,7 @@ ledger and one clock anchor.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import time
@@ -44,6 +45,8 @@ __all__ = [
     "TrafficGenerator",
     "capacity",
 ]
+
+log = logging.getLogger(__name__)
 
 #: hard bound on one run, whatever the caller asks for
 MAX_RUN_SECONDS = 24 * 3600.0
@@ -270,6 +273,9 @@ class TrafficGenerator:
         elif self._pool is not None:
             await self._pool.stop(drain_timeout)
             self.cpu_seconds = self._pool.cpu_seconds
+            for failure in self._pool.failures():
+                # its requests in flight are counted as cancelled; what it recorded is lost
+                log.warning("traffic: %s", failure, extra={"run_id": self.run_id})
             if self._pool.log is not None and self._pool.ledger is not None:
                 self._log, self._ledger = self._pool.log, self._pool.ledger
 

@@ -85,12 +85,12 @@ def test_a_ramp_from_zero_and_a_zero_rate_stage_send_what_they_should() -> None:
 
 @pytest.mark.parametrize("workers", [0, 2])
 async def test_per_region_profiles_hit_their_rates_within_two_percent(workers: int) -> None:
-    traffic = Traffic.model_validate({"load": LOAD, "writeRatio": 0.3, "keys": 50})
+    traffic = Traffic.model_validate({"load": LOAD, "writeRatio": 0.3, "keys": 50, "timeout": "3s"})
     async with SwitchableService("eu") as svc:
         gen = TrafficGenerator.from_spec(
             traffic, svc.url, regions=["us", "eu", "ap"], run_id="prof", seed=3, workers=workers
         )
-        await gen.run(SECONDS, drain_timeout=2.0)
+        await gen.run(SECONDS, drain_timeout=4.0)
     assert gen.started_at is not None
     plan = gen.plan
     samples = gen.samples()

@@ -1,10 +1,15 @@
-"""Benchmark the traffic generator, side by side with vegeta, on one core each.
+"""Benchmark the traffic generator, side by side with vegeta, on the same CPUs.
 
-    python bench/traffic.py [--quick] [--json OUT]
+    python bench/traffic.py [--quick] [--json OUT] [--gen-cpus 0,1] [--target-cpus 1]
+                            [--workers N] [--loop asyncio|uvloop]
 
-Layout (2 cores): the target server (Go net/http, GOMAXPROCS=1, bench/vegeta/target) is
-pinned to the last CPU; the load generator under test (chaosaa's, in a child process, or
-vegeta with GOMAXPROCS=1) to CPU 0. Both send the same mix: 30% PUT, 70% GET, three homes.
+Layout: the target server (Go net/http, bench/vegeta/target, GOMAXPROCS = its CPUs) is
+pinned to ``--target-cpus`` (default: the last CPU); the load generator under test
+(chaosaa's ``TrafficGenerator`` in a child process, with the worker processes it decides
+on, or vegeta with GOMAXPROCS = the generator's CPUs) to ``--gen-cpus`` (default: every
+CPU but the target's, or every CPU on a machine of two, where generator and target then
+share one). Both send the same mix: 30% PUT, 70% GET, three homes. ``--workers`` forces
+chaosaa's number of worker processes (0: in the child's own loop, on ``--loop``).
 
 a. chaosaa ramp: 3 s steps of rising open-loop rate. A step passes when the achieved rate
    is >= 98% of target, success >= 99% and send-time error (actual - scheduled send
@@ -73,6 +78,7 @@ class Step:
     latency_p99: float
     cpu: float  # fraction of one core the generator used
     target_cpu: float  # fraction of one core the target server used
+    workers: int = 0  # chaosaa's worker processes (0: in the generator's own process)
 
     @property
     def keeps_up(self) -> bool:
@@ -92,14 +98,17 @@ def quantile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def pin(cpu: int) -> None:
-    os.sched_setaffinity(0, {cpu})
-
-
-def cpus() -> tuple[int, int]:
-    """(generator CPU, target CPU)."""
+def default_cpus() -> tuple[set[int], set[int]]:
+    """(generator CPUs, target CPUs): the target gets the last CPU, the generator the
+    others, or every CPU on a machine of two or fewer."""
     available = sorted(os.sched_getaffinity(0))
-    return available[0], available[-1]
+    target = {available[-1]}
+    rest = set(available[:-1])
+    return (rest if len(rest) >= 2 else set(available)), target
+
+
+def parse_cpus(text: str) -> set[int]:
+    return {int(c) for c in text.split(",") if c.strip()}
 
 
 def proc_cpu_seconds(pid: int) -> float:
@@ -110,7 +119,9 @@ def proc_cpu_seconds(pid: int) -> float:
 # --------------------------------------------------------------------------- chaosaa worker
 
 
-async def _run_generator(url: str, rate: float, seconds: float) -> dict[str, float]:
+async def _run_generator(
+    url: str, rate: float, seconds: float, workers: int | None
+) -> dict[str, float]:
     sys.path.insert(0, str(ROOT))
     from chaosaa.traffic import TrafficGenerator
 
@@ -123,11 +134,16 @@ async def _run_generator(url: str, rate: float, seconds: float) -> dict[str, flo
         homes=["us", "eu", "ap"],
         run_id="bench",
         seed=1,
+        workers=workers,
     )
-    cpu0 = time.process_time()
+    await gen.start(seconds)
     wall0 = time.monotonic()
-    await gen.run(seconds)
-    cpu = (time.process_time() - cpu0) / (time.monotonic() - wall0)
+    try:
+        await gen.finished()
+    finally:
+        await gen.stop(TIMEOUT)
+    # every process's CPU from the common start instant to the end of the drain
+    cpu = gen.cpu_seconds / (time.monotonic() - wall0)
     log = gen.sample_log
     sent = [t for t, e in zip(log.sent_at, log.send_error, strict=True) if not math.isnan(e)]
     span = (max(sent) - min(sent) + 1 / rate) if sent else math.inf
@@ -142,19 +158,47 @@ async def _run_generator(url: str, rate: float, seconds: float) -> dict[str, flo
         "latency_p50": quantile(list(log.latency), 0.50),
         "latency_p99": quantile(list(log.latency), 0.99),
         "cpu": cpu,
+        "workers": gen.workers,
     }
 
 
-def worker_main(url: str, rate: float, seconds: float, cpu: int) -> None:
-    pin(cpu)
-    print(json.dumps(asyncio.run(_run_generator(url, rate, seconds))), flush=True)
+def worker_main(
+    url: str, rate: float, seconds: float, cpus: set[int], workers: int | None, loop: str
+) -> None:
+    os.sched_setaffinity(0, cpus)  # worker processes inherit it
+    run = _run_generator(url, rate, seconds, workers)
+    if loop == "uvloop":
+        import uvloop
+
+        result = uvloop.run(run)
+    else:
+        result = asyncio.run(run)
+    print(json.dumps(result), flush=True)
 
 
-def chaosaa_step(url: str, rate: float, seconds: float, target_pid: int, cpu: int) -> Step:
+@dataclass(frozen=True)
+class Options:
+    gen_cpus: set[int]
+    target_cpus: set[int]
+    workers: int | None = None
+    loop: str = "asyncio"
+
+
+def chaosaa_step(url: str, rate: float, seconds: float, target_pid: int, opts: Options) -> Step:
     t0 = proc_cpu_seconds(target_pid)
     w0 = time.monotonic()
     out = subprocess.run(
-        [sys.executable, __file__, "--worker", url, str(rate), str(seconds), str(cpu)],
+        [
+            sys.executable,
+            __file__,
+            "--worker",
+            url,
+            str(rate),
+            str(seconds),
+            ",".join(map(str, sorted(opts.gen_cpus))),
+            "auto" if opts.workers is None else str(opts.workers),
+            opts.loop,
+        ],
         capture_output=True,
         text=True,
         timeout=seconds + 30,
@@ -175,6 +219,7 @@ def chaosaa_step(url: str, rate: float, seconds: float, target_pid: int, cpu: in
         r["latency_p99"],
         r["cpu"],
         target_cpu,
+        int(r["workers"]),
     )
 
 
@@ -205,11 +250,12 @@ def _vegeta(*args: str) -> str:
 
 
 def vegeta_step(
-    url: str, rate: float, seconds: float, target_pid: int, cpu: int, work: Path
+    url: str, rate: float, seconds: float, target_pid: int, opts: Options, work: Path
 ) -> Step:
     targets, results = work / "targets.jsonl", work / "results.bin"
     vegeta_targets(url, targets)
-    env = dict(os.environ, GOMAXPROCS="1")
+    cpus = opts.gen_cpus
+    env = dict(os.environ, GOMAXPROCS=str(len(cpus)))
     proc_children_cpu()  # reset: count only the attack below
     t0 = proc_cpu_seconds(target_pid)
     w0 = time.monotonic()
@@ -225,7 +271,7 @@ def vegeta_step(
             f"-output={results}",
         ],
         env=env,
-        preexec_fn=lambda: pin(cpu),
+        preexec_fn=lambda: os.sched_setaffinity(0, cpus),
     )
     attack.wait(timeout=seconds + 30)
     cpu_used = proc_children_cpu()
@@ -349,23 +395,23 @@ def ensure_binaries() -> None:
         subprocess.run([str(HERE / "vegeta/build.sh")], check=True, timeout=900)
 
 
-def start_target(cpu: int) -> tuple[subprocess.Popen[str], str]:
+def start_target(cpus: set[int]) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
-        [str(TARGET), "-procs", "1"],
+        [str(TARGET), "-procs", str(len(cpus))],
         stdout=subprocess.PIPE,
         text=True,
-        preexec_fn=lambda: pin(cpu),
+        preexec_fn=lambda: os.sched_setaffinity(0, cpus),
     )
     assert proc.stdout is not None
     return proc, "http://" + proc.stdout.readline().strip()
 
 
-def loop_noise(cpu: int, seconds: float = 3.0) -> str:
+def loop_noise(cpus: set[int], seconds: float = 3.0) -> str:
     """How late an idle asyncio loop on the generator's CPU wakes up: the machine's own
     scheduling noise, which no generator on that CPU can beat."""
     code = (
         "import asyncio, os, sys, time\n"
-        f"os.sched_setaffinity(0, {{{cpu}}})\n"
+        f"os.sched_setaffinity(0, {sorted(cpus)})\n"
         "async def main():\n"
         "    lags, t = [], time.monotonic()\n"
         f"    end = t + {seconds}\n"
@@ -405,17 +451,31 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="shorter steps (smoke test)")
     parser.add_argument("--json", type=Path, help="also write the results as JSON")
+    parser.add_argument("--gen-cpus", type=parse_cpus, help="CPUs of the generators, e.g. 0,1")
+    parser.add_argument("--target-cpus", type=parse_cpus, help="CPUs of the target, e.g. 1")
+    parser.add_argument("--workers", type=int, help="chaosaa worker processes (default: auto)")
+    parser.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio")
     args = parser.parse_args()
     ensure_binaries()
-    gen_cpu, target_cpu = cpus()
-    if gen_cpu == target_cpu:
-        print("warning: one CPU only; generator and target share it", file=sys.stderr)
+    gen_default, target_default = default_cpus()
+    opts = Options(
+        gen_cpus=args.gen_cpus or gen_default,
+        target_cpus=args.target_cpus or target_default,
+        workers=args.workers,
+        loop=args.loop,
+    )
+    if opts.gen_cpus & opts.target_cpus:
+        print("note: generator and target share CPUs", file=sys.stderr)
     step_s = 1.0 if args.quick else RAMP_STEP_SECONDS
     fixed_s = 3.0 if args.quick else 10.0
     wait_for_quiet_sockets()
     notes = machine_notes()
-    notes["noise"] = loop_noise(gen_cpu)
-    target, url = start_target(target_cpu)
+    notes["generator CPUs"] = ",".join(map(str, sorted(opts.gen_cpus)))
+    notes["target CPUs"] = ",".join(map(str, sorted(opts.target_cpus)))
+    notes["chaosaa workers"] = "auto" if opts.workers is None else str(opts.workers)
+    notes["chaosaa loop (in-process path)"] = opts.loop
+    notes["noise"] = loop_noise(opts.gen_cpus)
+    target, url = start_target(opts.target_cpus)
     try:
         with tempfile.TemporaryDirectory(prefix="chaosaa-bench-") as tmp:
             work = Path(tmp)
@@ -423,18 +483,18 @@ def main() -> int:
             # Fixed-rate runs first: a ramp that ends in collapse leaves thousands of
             # TIME_WAIT sockets behind that would disturb whatever runs next.
             print("(b) chaosaa at 1000/s", file=sys.stderr)
-            c_fixed = chaosaa_step(url, 1000, fixed_s, pid, gen_cpu)
+            c_fixed = chaosaa_step(url, 1000, fixed_s, pid, opts)
             log_step(c_fixed)
             print("(c) vegeta at 1000/s", file=sys.stderr)
-            v_fixed = vegeta_step(url, 1000, fixed_s, pid, gen_cpu, work)
+            v_fixed = vegeta_step(url, 1000, fixed_s, pid, opts, work)
             log_step(v_fixed)
             print("(a) chaosaa ramp", file=sys.stderr)
             c_best, c_tp, c_steps = ramp(
-                lambda r: chaosaa_step(url, r, step_s, pid, gen_cpu), RAMP_RATES, RAMP_BUDGET
+                lambda r: chaosaa_step(url, r, step_s, pid, opts), RAMP_RATES, RAMP_BUDGET
             )
             print("(c) vegeta ramp", file=sys.stderr)
             v_best, v_tp, v_steps = ramp(
-                lambda r: vegeta_step(url, r, step_s, pid, gen_cpu, work),
+                lambda r: vegeta_step(url, r, step_s, pid, opts, work),
                 RAMP_RATES,
                 RAMP_BUDGET,
             )
@@ -475,8 +535,8 @@ def render(notes: dict[str, str], chaosaa: Result, vegeta: Result, steps: list[S
     rows = [
         "| | chaosaa TrafficGenerator | vegeta |",
         "|---|---|---|",
-        f"| (a, c) max sustained open-loop rate, 1 core (all criteria) | {best(c_best)} | "
-        f"{best(v_best)} |",
+        "| (a, c) max sustained open-loop rate on the generator CPUs (all criteria) | "
+        f"{best(c_best)} | {best(v_best)} |",
         f"| max rate that keeps up (achieved >= 98%, success >= 99%; p99 ignored) | "
         f"{best(c_tp)} | {best(v_tp)} |",
         f"| generator CPU share at that rate | {share(c_tp)} | {share(v_tp)} |",
@@ -508,21 +568,30 @@ def render(notes: dict[str, str], chaosaa: Result, vegeta: Result, steps: list[S
         "success >= 99%; a failed rate runs twice; the ramp ends when throughput gives out):",
         "",
         "| tool | target req/s | achieved | success | send-err p99 | latency p99 | cpu | "
-        "target cpu | |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "target cpu | workers | |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s in steps:
         rows.append(
             f"| {s.tool} | {s.target_rate:,.0f} | {s.achieved_rate:,.0f} | {s.success:.3f} | "
             f"{fmt_ms(s.send_error_p99)} | {fmt_ms(s.latency_p99)} | {s.cpu:.0%} | "
-            f"{s.target_cpu:.0%} | {'pass' if s.passed else 'FAIL'} |"
+            f"{s.target_cpu:.0%} | {s.workers if s.tool == 'chaosaa' else ''} | "
+            f"{'pass' if s.passed else 'FAIL'} |"
         )
     rows += ["", "Machine:", ""] + [f"- {k}: {v}" for k, v in notes.items()]
     return "\n".join(rows)
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 6 and sys.argv[1] == "--worker":
-        worker_main(sys.argv[2], float(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5]))
+    if len(sys.argv) == 8 and sys.argv[1] == "--worker":
+        _, _, url_, rate_, seconds_, cpus_, workers_, loop_ = sys.argv
+        worker_main(
+            url_,
+            float(rate_),
+            float(seconds_),
+            parse_cpus(cpus_),
+            None if workers_ == "auto" else int(workers_),
+            loop_,
+        )
         sys.exit(0)
     sys.exit(main())

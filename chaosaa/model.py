@@ -19,12 +19,15 @@ class Sample:
     region: str | None  # serving region (response header X-Chaosaa-Region)
     home: str | None  # home region the client claimed (X-Chaosaa-Home)
     write: bool
-    error: str | None = None  # transport error class, e.g. "timeout", "connect"
+    error: str | None = None  # why it failed, e.g. "timeout", "connect", "status" (unexpected)
+    #: actual minus scheduled send instant (None: never sent, e.g. an overload)
+    send_error: float | None = None
 
     @property
     def ok(self) -> bool:
-        """Served: any answer below 500 (a 404 read of a missing key is a correct answer)."""
-        return 0 < self.status < 500
+        """Served: any answer below 500 (a 404 read of a missing key is a correct answer)
+        that the probe did not reject (an HTTP probe's unexpected status or body)."""
+        return self.error is None and 0 < self.status < 500
 
 
 @dataclass(slots=True)

@@ -10,11 +10,14 @@ from chaosaa.spec.model import (
     ErrorRateSLO,
     FailoverTimeSLO,
     GameDay,
+    GameDaySpec,
+    HttpProbe,
     LostWritesSLO,
     PromQLSLO,
     ReplicationLagSLO,
 )
 from chaosaa.targets.base import PlannedAction, Target, TargetOptions, target_for
+from chaosaa.traffic.profile import load_plan
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,26 @@ def _slo_line(slo: object) -> tuple[str, str, str]:
     return slo.name, str(slo.objective), f"{slo.aggregate} of {slo.promql} over the run"
 
 
+def _traffic_line(spec: GameDaySpec) -> str:
+    """The probe, the load profile of every home (t from the start of traffic) and the
+    run's traffic settings."""
+    t = spec.traffic
+    plan = load_plan(t, list(spec.target.regions))
+    if isinstance(t.probe, HttpProbe):
+        p = t.probe
+        where = p.via or ("entry" if p.url or spec.target.url else "entry or regions")
+        probe = f"http probe {p.method} {p.path} via {where}"
+        if p.region_header:
+            probe += f", serving region from {p.region_header}"
+    else:
+        probe = f"kv probe, {t.write_ratio:.0%} writes over {t.keys} keys"
+    return (
+        f"open loop, peak {plan.peak_rate:g} req/s; {'; '.join(plan.describe())}; {probe}; "
+        f"timeout {format_duration(t.timeout)}, duration "
+        f"{t.duration if t.duration == 'auto' else format_duration(t.duration)}"
+    )
+
+
 def build_plan(
     gameday: GameDay, options: TargetOptions | None = None, target: Target | None = None
 ) -> Plan:
@@ -93,11 +116,7 @@ def build_plan(
         target_kind=spec.target.kind,
         regions=list(spec.target.regions),
         prometheus=prometheus,
-        traffic=(
-            f"{t.rate:g} req/s open loop, {t.write_ratio:.0%} writes over {t.keys} keys, "
-            f"timeout {format_duration(t.timeout)}, duration "
-            f"{t.duration if t.duration == 'auto' else format_duration(t.duration)}"
-        ),
+        traffic=_traffic_line(spec),
         warmup=t.warmup,
         steady_state=[(c.name, c.promql, str(c.expect)) for c in spec.steady_state],
         faults=faults,

@@ -8,6 +8,7 @@ says what was measured, in which unit, from which source and how exact it is.
 from chaosaa.measure.aggregate import Aggregate, aggregate
 from chaosaa.measure.failover import failover_time_from_samples, failover_time_from_series
 from chaosaa.measure.lag import canary_lag, replication_lag
+from chaosaa.measure.latency import Latency, LatencyStats, LatencyWindow, latency
 from chaosaa.measure.lost_writes import lost_writes
 from chaosaa.measure.result import (
     CANARY,
@@ -20,6 +21,7 @@ from chaosaa.measure.result import (
     Measurement,
     ReplicationLag,
 )
+from chaosaa.measure.stats import Percentile, percentile, send_error_p99
 from chaosaa.measure.traffic import (
     UNKNOWN_REGION,
     error_rate,
@@ -37,17 +39,24 @@ __all__ = [
     "Aggregate",
     "CanaryLag",
     "FailoverTime",
+    "Latency",
+    "LatencyStats",
+    "LatencyWindow",
     "LostWrites",
     "Measurement",
+    "Percentile",
     "ReplicationLag",
     "aggregate",
     "canary_lag",
     "error_rate",
     "failover_time_from_samples",
     "failover_time_from_series",
+    "latency",
     "lost_writes",
+    "percentile",
     "region_of",
     "replication_lag",
+    "send_error_p99",
     "success_ratio",
     "success_ratio_by_region",
 ]

@@ -9,6 +9,8 @@ from chaosaa.spec.model import (
     ErrorRateSLO,
     FailoverTimeSLO,
     GameDaySpec,
+    HttpProbe,
+    LostWritesSLO,
     PromQLSLO,
     ReplicationLagSLO,
 )
@@ -54,14 +56,7 @@ def semantic_problems(spec: GameDaySpec) -> list[Problem]:
                     f"region(s) {', '.join(sorted(unknown))} not in target.regions ({listed})",
                 )
             )
-    for i, region in enumerate(spec.traffic.homes):
-        if region not in known:
-            problems.append(
-                (
-                    ("spec", "traffic", "homes", i),
-                    f"region {region!r} not in target.regions ({listed})",
-                )
-            )
+    problems += _traffic_problems(spec, known)
 
     fault_names = [f.name for f in spec.faults]
     for i, slo in enumerate(spec.slos):
@@ -105,4 +100,35 @@ def semantic_problems(spec: GameDaySpec) -> list[Problem]:
                     "use 'auto' or a longer duration",
                 )
             )
+    return problems
+
+
+def _traffic_problems(spec: GameDaySpec, known: set[str]) -> list[Problem]:
+    """Homes, per-region loads and probe endpoints name target regions; an http probe,
+    which never writes, cannot feed a lostWrites SLO."""
+    traffic = spec.traffic
+    listed = ", ".join(sorted(known))
+    named: list[tuple[tuple[str | int, ...], str]] = [
+        (("spec", "traffic", "homes", i), region) for i, region in enumerate(traffic.homes)
+    ]
+    named += [(("spec", "traffic", "load", region), region) for region in traffic.load]
+    if isinstance(traffic.probe, HttpProbe):
+        named += [
+            (("spec", "traffic", "probe", "endpoints", region), region)
+            for region in traffic.probe.endpoints
+        ]
+    problems: list[Problem] = [
+        (path, f"region {region!r} not in target.regions ({listed})")
+        for path, region in named
+        if region not in known
+    ]
+    if isinstance(traffic.probe, HttpProbe):
+        problems += [
+            (
+                ("spec", "slos", i),
+                "lostWrites needs the kv probe: an http probe (spec.traffic.probe) never writes",
+            )
+            for i, slo in enumerate(spec.slos)
+            if isinstance(slo, LostWritesSLO)
+        ]
     return problems

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from chaosaa.errors import SpecError
 from chaosaa.spec.checks import semantic_problems
 from chaosaa.spec.faults import FAULT_TYPES
-from chaosaa.spec.model import SLO_TYPES, GameDay
+from chaosaa.spec.model import PROBE_TYPES, SLO_TYPES, STAGE_TYPES, GameDay
 
 Loc = tuple[str | int, ...]
 
@@ -35,6 +35,8 @@ MAX_FILE_BYTES = 1 << 20
 
 #: Discriminator values pydantic puts into error locations; users never wrote them.
 _TAGS = {("faults", t) for t in FAULT_TYPES} | {("slos", t) for t in SLO_TYPES}
+_TAGS |= {("stages", t) for t in STAGE_TYPES}
+_FIELD_TAGS = {("probe", t) for t in PROBE_TYPES}  # a union in a field, not in a list
 
 
 class _LineLoader(yaml.SafeLoader):
@@ -172,6 +174,8 @@ def _clean_loc(loc: Sequence[str | int]) -> Loc:
     out: list[str | int] = []
     for i, part in enumerate(loc):
         if i >= 2 and isinstance(loc[i - 1], int) and (loc[i - 2], part) in _TAGS:
+            continue
+        if i >= 1 and (loc[i - 1], part) in _FIELD_TAGS:
             continue
         if isinstance(part, str) and (part.startswith("function-") or part == "[key]"):
             continue

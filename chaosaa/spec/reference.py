@@ -23,6 +23,12 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("spec.target.regions.NAME", m.RegionTarget),
     ("spec.prometheus", m.Prometheus),
     ("spec.traffic", m.Traffic),
+    ("spec.traffic.load.NAME", m.RegionLoad),
+    ("stage `constant`", m.ConstantStage),
+    ("stage `ramp`", m.RampStage),
+    ("stage `step`", m.StepStage),
+    ("probe `kv`", m.KvProbe),
+    ("probe `http`", m.HttpProbe),
     ("spec.recovery", m.Recovery),
     ("spec.steadyState[]", m.SteadyStateCheck),
     ("spec.abort[]", m.AbortRule),
@@ -106,6 +112,9 @@ def render_reference() -> str:
             kind = _type_name(info.rebuild_annotation())
             out.append(f"| `{alias}` | {kind} | {_default(info)} | {desc} |")
         out.append("")
+        example = getattr(model, "EXAMPLE", None)
+        if isinstance(example, str):
+            out += ["Example:", "", "```yaml", example.strip("\n"), "```", ""]
     return "\n".join(out)
 
 

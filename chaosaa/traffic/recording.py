@@ -14,8 +14,17 @@ from dataclasses import dataclass, field
 
 from chaosaa.model import AckedWrite, Sample
 
-#: error classes of a failed request; index 0 means "no error"
-ERROR_CLASSES: tuple[str, ...] = ("timeout", "connect", "reset", "overload", "protocol")
+#: why a request failed; index 0 means "no error". ``status`` and ``body``: the probe
+#: rejected the answer (an HTTP probe's unexpected status code or body)
+ERROR_CLASSES: tuple[str, ...] = (
+    "timeout",
+    "connect",
+    "reset",
+    "overload",
+    "protocol",
+    "status",
+    "body",
+)
 _ERROR_CODE: dict[str | None, int] = {None: 0} | {e: i + 1 for i, e in enumerate(ERROR_CLASSES)}
 _ERROR_NAME: list[str | None] = [None, *ERROR_CLASSES]
 
@@ -95,6 +104,7 @@ class SampleLog:
                 home=names[self.home[i]],
                 write=bool(self.write[i]),
                 error=_ERROR_NAME[self.error[i]],
+                send_error=None if math.isnan(e := self.send_error[i]) else e,
             )
             for i in range(len(self.sent_at))
         ]
@@ -104,6 +114,30 @@ class SampleLog:
     def send_errors(self) -> list[float]:
         """Send-time error (actual - scheduled, seconds) of every request actually sent."""
         return [e for e in self.send_error if not math.isnan(e)]
+
+    def extend(self, other: SampleLog) -> None:
+        """Append ``other``'s rows (another worker's), re-interning its region names."""
+        self.sent_at.extend(other.sent_at)
+        self.latency.extend(other.latency)
+        self.send_error.extend(other.send_error)
+        self.status.extend(other.status)
+        self.region.frombytes(_reindex(other.region, other.regions, self.regions))
+        self.home.frombytes(_reindex(other.home, other.regions, self.regions))
+        self.write.extend(other.write)
+        self.error.extend(other.error)
+
+    def export(self) -> dict[str, object]:
+        """Plain data (names and raw columns) to hand to another process."""
+        return {"regions": list(self.regions.names[1:])} | {
+            name: getattr(self, name).tobytes() for name in _LOG_COLUMNS
+        }
+
+    @classmethod
+    def load(cls, data: dict[str, object]) -> SampleLog:
+        log = cls(RegionTable(_names(data["regions"])))
+        for name in _LOG_COLUMNS:
+            _frombytes(getattr(log, name), data[name])
+        return log
 
 
 def _by_sent_at(sample: Sample) -> float:
@@ -135,6 +169,25 @@ class WriteLedger:
         self.acked_at.append(acked_at)
         self.region.append(region)
 
+    def extend(self, other: WriteLedger) -> None:
+        self.key.extend(other.key)
+        self.seq.extend(other.seq)
+        self.sent_at.extend(other.sent_at)
+        self.acked_at.extend(other.acked_at)
+        self.region.frombytes(_reindex(other.region, other.regions, self.regions))
+
+    def export(self) -> dict[str, object]:
+        return {"regions": list(self.regions.names[1:])} | {
+            name: getattr(self, name).tobytes() for name in _LEDGER_COLUMNS
+        }
+
+    @classmethod
+    def load(cls, run_id: str, data: dict[str, object]) -> WriteLedger:
+        ledger = cls(run_id, RegionTable(_names(data["regions"])))
+        for name in _LEDGER_COLUMNS:
+            _frombytes(getattr(ledger, name), data[name])
+        return ledger
+
     def acked_writes(self) -> list[AckedWrite]:
         names = self.regions.names
         return [
@@ -147,6 +200,30 @@ class WriteLedger:
             )
             for i in range(len(self.seq))
         ]
+
+
+_LOG_COLUMNS = ("sent_at", "latency", "send_error", "status", "region", "home", "write", "error")
+_LEDGER_COLUMNS = ("key", "seq", "sent_at", "acked_at", "region")
+
+
+def _reindex(column: array[int], source: RegionTable, target: RegionTable) -> bytes:
+    """``column`` (region numbers of ``source``) as region numbers of ``target``."""
+    table = bytearray(range(256))
+    for i, name in enumerate(source.names):
+        table[i] = target.index(name)
+    return column.tobytes().translate(table)
+
+
+def _names(value: object) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise TypeError("region names must be a list of strings")
+    return value
+
+
+def _frombytes(column: array[int] | array[float], value: object) -> None:
+    if not isinstance(value, bytes):
+        raise TypeError("a column must be bytes")
+    column.frombytes(value)
 
 
 def key_name(n: int) -> str:

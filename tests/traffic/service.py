@@ -152,7 +152,7 @@ class SwitchableService:
                 Arrival(
                     time.time(),
                     request.method,
-                    request.match_info["key"],
+                    request.match_info.get("key", request.path),
                     request.headers.get("X-Chaosaa-Home"),
                 )
             )
@@ -215,3 +215,46 @@ class SwitchableService:
             self.store.pop(key, None)
         else:
             self.store[key] = value
+
+
+class PlainService(SwitchableService):
+    """The same switchable service, as an application that knows nothing of chaosaa:
+    ``GET /health`` (any path, any method) answers ``{"status": "ok"}``; no ``X-Chaosaa``
+    header either way, only ``region_header`` (e.g. ``X-Served-By``) when one is given.
+    ``HEAD`` answers the headers alone; ``/chunked`` answers with chunked encoding."""
+
+    def __init__(self, region: str = "us", *, region_header: str | None = None, **kw: object):
+        super().__init__(region, **kw)  # type: ignore[arg-type]
+        self.region_header = region_header
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._plain)
+        self._runner = web.AppRunner(
+            app, access_log=None, handler_cancellation=True, shutdown_timeout=0.5
+        )
+        await self._runner.setup()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", 0))
+        self.port = sock.getsockname()[1]
+        await web.SockSite(self._runner, sock).start()
+
+    def _answer(self, status: int, body: bytes) -> web.Response:
+        headers = {self.region_header: self.region} if self.region_header else {}
+        return web.Response(status=status, body=body, headers=headers)
+
+    async def _plain(self, request: web.Request) -> web.StreamResponse:
+        gated = await self._gate(request)
+        if gated is not None:
+            return gated
+        tail = request.match_info["tail"]
+        if tail == "chunked":
+            response = web.StreamResponse(headers=self._answer(200, b"").headers)
+            response.enable_chunked_encoding()
+            await response.prepare(request)
+            for part in (b'{"status":', b' "ok"}'):
+                await response.write(part)
+            await response.write_eof()
+            return response
+        return self._answer(200, b'{"status": "ok"}')

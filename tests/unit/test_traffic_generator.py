@@ -244,7 +244,7 @@ def test_the_compact_log_gives_back_what_was_recorded() -> None:
     log.append(1.0, 0.0, math.nan, 0, 0, regions.index("us"), False, "overload")
     assert log.samples() == [
         Sample(1.0, 0.0, 0, None, "us", False, "overload"),
-        Sample(2.0, 0.1, 200, "eu", "us", True, None),
+        Sample(2.0, 0.1, 200, "eu", "us", True, None, send_error=0.001),
     ]
     assert log.send_errors() == [0.001]
     assert parse_write_value("run-1:a:42") == ("run-1:a", 42)

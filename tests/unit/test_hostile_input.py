@@ -22,8 +22,9 @@ VALID = [
     ROOT / "tests" / "specs" / "valid" / "minimal.yaml",
     *sorted(ROOT.glob("experiments/*.yaml")),
 ]
-#: per example; a GameDay validates in milliseconds
-TIME_LIMIT = 5.0
+#: CPU seconds per example (not wall time: the machine may be busy); a GameDay validates
+#: in milliseconds, an unbounded alias expansion would take minutes
+TIME_LIMIT = 10.0
 MEMORY_LIMIT = 64 << 20
 
 HOSTILE_SCALARS = [
@@ -55,10 +56,10 @@ def validate_text(tmp: Path, text: str) -> tuple[int, str, float, int]:
     path = tmp / "hostile.yaml"
     path.write_text(text)
     tracemalloc.start()
-    started = time.monotonic()
+    started = time.process_time()
     try:
         result = CliRunner().invoke(cli, ["validate", str(path)])
-        elapsed = time.monotonic() - started
+        elapsed = time.process_time() - started
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -69,7 +70,7 @@ def check(tmp: Path, text: str) -> None:
     code, output, elapsed, peak = validate_text(tmp, text)
     assert code in (0, 2), output
     assert "Traceback" not in output, output
-    assert elapsed < TIME_LIMIT, f"validate took {elapsed:.1f}s"
+    assert elapsed < TIME_LIMIT, f"validate took {elapsed:.1f} CPU seconds"
     assert peak < MEMORY_LIMIT, f"validate used {peak >> 20} MiB"
 
 
@@ -164,7 +165,7 @@ def test_every_hostile_file_of_the_issue_is_refused_quickly(tmp_path: Path) -> N
         text = (ROOT / "tests" / "specs" / "invalid" / f"{name}.yaml").read_text()
         code, output, elapsed, peak = validate_text(tmp_path, text)
         assert code == 2, output
-        assert elapsed < 1.0 and peak < 16 << 20, (name, elapsed, peak)
+        assert elapsed < 2.0 and peak < 16 << 20, (name, elapsed, peak)
 
 
 def test_a_multi_file_validate_checks_every_file_after_a_hostile_one(tmp_path: Path) -> None:

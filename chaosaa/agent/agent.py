@@ -33,11 +33,19 @@ from urllib.parse import urlsplit
 
 from chaosaa.agent.node import NodeShell, devices, route_device
 from chaosaa.errors import ChaosaaError, FaultError, InvalidInputError
+from chaosaa.kube import (
+    ApiClient,
+    ApiError,
+    Client,
+    ConflictError,
+    NotFoundError,
+    micro_time,
+)
+from chaosaa.kube.janitor import sweep
 from chaosaa.rules import resource as nf
 from chaosaa.rules.execute import Transport, execute, execute_all
 from chaosaa.rules.generate import MAX_SLOT, NodeRules, rules_for, teardown
 from chaosaa.rules.model import NodeFault
-from chaosaa.targets.kubernetes import REQUEST_TIMEOUT, ApiError, kcall, micro_time, sweep
 
 log = logging.getLogger(__name__)
 
@@ -96,13 +104,13 @@ class Agent:
     def __init__(
         self,
         config: AgentConfig,
-        api: Any,
+        api: ApiClient,
         *,
         transport: Transport | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
-        self.api = api
+        self.kube = Client(api)
         self.shell = NodeShell(config.netns, config.command_timeout)
         self.run_cmd: Transport = transport or self.shell
         self.clock = clock
@@ -172,14 +180,12 @@ class Agent:
         with contextlib.suppress(ChaosaaError):
             await self.recover()
         await self._flush_status(deadline=2.0)
-        from kubernetes import client
-
         with contextlib.suppress(ChaosaaError):
-            await kcall(
-                client.CoordinationV1Api(self.api).delete_namespaced_lease,
+            await self.kube.call(
+                self.kube.coordination.delete_namespaced_lease,
                 nf.agent_lease_name(str(self.config.node)),
                 self.config.namespace,
-                timeout=(2.0, 2.0),
+                request_timeout=(2.0, 2.0),
             )
 
     # ------------------------------------------------------------------ watch
@@ -191,28 +197,19 @@ class Agent:
 
     def _watch_loop(self) -> None:
         """Thread: list + watch this node's NetworkFaults, posting events to the loop."""
-        from kubernetes import client, watch
-
-        objs = client.CustomObjectsApi(self.api)
+        list_faults = self.kube.custom.list_cluster_custom_object
         sel = f"{nf.LABEL_NODE}={nf.label_value(str(self.config.node))}"
         backoff = 0.2
         while not self._stopping.is_set():
             try:
-                resp: Any = objs.list_cluster_custom_object(
-                    nf.GROUP,
-                    nf.VERSION,
-                    nf.PLURAL,
-                    label_selector=sel,
-                    _request_timeout=REQUEST_TIMEOUT,
-                    _preload_content=False,
+                body = self.kube.call_sync(
+                    list_faults, nf.GROUP, nf.VERSION, nf.PLURAL, label_selector=sel
                 )
-                body = json.loads(resp.data)
                 self._post("SYNC", body.get("items") or [])
                 rv = body["metadata"]["resourceVersion"]
                 while not self._stopping.is_set():
-                    w = watch.Watch()  # type: ignore[no-untyped-call]
-                    for event in w.stream(  # type: ignore[no-untyped-call]
-                        objs.list_cluster_custom_object,
+                    for event in self.kube.watch(
+                        list_faults,
                         nf.GROUP,
                         nf.VERSION,
                         nf.PLURAL,
@@ -222,7 +219,6 @@ class Agent:
                         _request_timeout=WATCH_TIMEOUT,
                     ):
                         if self._stopping.is_set():
-                            w.stop()  # type: ignore[no-untyped-call]
                             break
                         obj = event.get("raw_object") or {}
                         if event.get("type") == "ERROR":
@@ -394,9 +390,7 @@ class Agent:
     # ------------------------------------------------------------------ API writes
 
     async def _set_finalizer(self, name: str, meta: dict[str, Any], present: bool) -> bool:
-        from kubernetes import client
-
-        objs = client.CustomObjectsApi(self.api)
+        custom = self.kube.custom
         current = list(meta.get("finalizers") or [])
         rv = meta.get("resourceVersion")
         for _ in range(5):
@@ -405,19 +399,20 @@ class Agent:
                 wanted.append(nf.FINALIZER)
             body = {"metadata": {"finalizers": wanted or None, "resourceVersion": rv}}
             try:
-                await kcall(
-                    objs.patch_cluster_custom_object, nf.GROUP, nf.VERSION, nf.PLURAL, name, body
+                await self.kube.call(
+                    custom.patch_cluster_custom_object, nf.GROUP, nf.VERSION, nf.PLURAL, name, body
                 )
                 return True
+            except NotFoundError:
+                return False
+            except ConflictError:
+                pass  # changed since: read it again
             except ApiError as exc:
-                if exc.status == 404:
-                    return False
-                if exc.status != 409:
-                    log.warning("NetworkFault %s: finalizer update failed: %s", name, exc)
-                    return False
+                log.warning("NetworkFault %s: finalizer update failed: %s", name, exc)
+                return False
             try:
-                fresh = await kcall(
-                    objs.get_cluster_custom_object, nf.GROUP, nf.VERSION, nf.PLURAL, name
+                fresh = await self.kube.call(
+                    custom.get_cluster_custom_object, nf.GROUP, nf.VERSION, nf.PLURAL, name
                 )
             except ApiError:
                 return False
@@ -446,24 +441,22 @@ class Agent:
             await self._flush_status()
 
     async def _flush_status(self, deadline: float | None = None) -> None:
-        from kubernetes import client
-
-        objs = client.CustomObjectsApi(self.api)
         pending, self._status_dirty = self._status_dirty, {}
         for name, status in pending.items():
             try:
-                await kcall(
-                    objs.patch_cluster_custom_object_status,
+                await self.kube.call(
+                    self.kube.custom.patch_cluster_custom_object_status,
                     nf.GROUP,
                     nf.VERSION,
                     nf.PLURAL,
                     name,
                     {"status": status},
-                    timeout=(deadline or REQUEST_TIMEOUT[0], deadline or REQUEST_TIMEOUT[1]),
+                    request_timeout=(deadline, deadline) if deadline else None,
                 )
+            except NotFoundError:
+                pass  # deleted meanwhile: nobody to report to
             except ApiError as exc:
-                if exc.status != 404:
-                    log.warning("NetworkFault %s: status update failed: %s", name, exc)
+                log.warning("NetworkFault %s: status update failed: %s", name, exc)
             except ChaosaaError as exc:
                 log.warning("NetworkFault %s: status update failed: %s", name, exc)
                 if deadline is None:
@@ -474,9 +467,7 @@ class Agent:
     # ------------------------------------------------------------------ heartbeat, janitor
 
     async def _heartbeat_loop(self) -> None:
-        from kubernetes import client
-
-        coord = client.CoordinationV1Api(self.api)
+        coord = self.kube.coordination
         node = str(self.config.node)
         name = nf.agent_lease_name(node)
         duration = max(1, round(self.config.heartbeat * 3))
@@ -501,12 +492,12 @@ class Agent:
             }
             try:
                 try:
-                    await kcall(coord.patch_namespaced_lease, name, self.config.namespace, body)
-                except ApiError as exc:
-                    if exc.status != 404:
-                        raise
-                    await kcall(coord.create_namespaced_lease, self.config.namespace, body)
-            except (ApiError, ChaosaaError) as exc:
+                    await self.kube.call(
+                        coord.patch_namespaced_lease, name, self.config.namespace, body
+                    )
+                except NotFoundError:
+                    await self.kube.call(coord.create_namespaced_lease, self.config.namespace, body)
+            except ChaosaaError as exc:
                 if now - warned > 60:
                     warned = now
                     log.warning(
@@ -521,7 +512,7 @@ class Agent:
     async def _janitor_loop(self) -> None:
         while True:
             try:
-                for line in await sweep(self.api, expired_only=True):
+                for line in await sweep(self.kube, expired_only=True):
                     log.warning("janitor: dead-man switch: %s", line)
             except ChaosaaError as exc:
                 log.info("janitor sweep failed: %s", exc)
@@ -529,17 +520,15 @@ class Agent:
 
     async def _api_server_addresses(self) -> tuple[str, ...]:
         """The API server's addresses: the agent must keep reaching it during a fault."""
-        host = urlsplit(str(self.api.configuration.host)).hostname or ""
+        host = urlsplit(self.kube.host).hostname or ""
         addrs: set[str] = set()
         if host:
             with contextlib.suppress(OSError):
                 infos = await asyncio.to_thread(socket.getaddrinfo, host, None)
                 addrs.update(str(i[4][0]) for i in infos)
-        from kubernetes import client
-
         with contextlib.suppress(ChaosaaError):
-            slices = await kcall(
-                client.DiscoveryV1Api(self.api).list_namespaced_endpoint_slice,
+            slices = await self.kube.call(
+                self.kube.discovery.list_namespaced_endpoint_slice,
                 "default",
                 label_selector="kubernetes.io/service-name=kubernetes",
             )

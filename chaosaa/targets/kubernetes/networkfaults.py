@@ -16,7 +16,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from chaosaa.errors import FaultError, InvalidInputError
 from chaosaa.kube import ApiError, ForbiddenError, NotFoundError, meta, parse_micro_time
@@ -75,9 +75,9 @@ class NetworkFaults(Mechanism[FaultBase, NetworkFaultState]):
         return list(dict.fromkeys(a for a, _ in fault.scope().directed_links(self.regions.names)))
 
     def planned(self, fault: FaultBase) -> list[tuple[str, str]]:
-        how = f"{self.tool} via the chaosaa agent (NetworkFault)"
+        how = f"{self.tool}: a NetworkFault per node, applied by the chaosaa agent"
         if not self.required:
-            how += ", where every node runs it"
+            how += ", only where every node of the region runs one"
         return [
             (f"nodes of region {r} (context {self.regions.context(r)})", how)
             for r in self.touched(fault)
@@ -148,14 +148,18 @@ class NetworkFaults(Mechanism[FaultBase, NetworkFaultState]):
             f"namespace {agent_namespace()})"
         )
 
-    async def verify(self, fault: FaultBase, state: NetworkFaultState, pending: list[str]) -> bool:
-        if not state.network_faults:
-            return True
+    async def _listed(self, fault: FaultBase) -> list[dict[str, Any]]:
+        """The fault's NetworkFaults, in every context."""
         labels = self.regions.selector(fault)
         lists = await asyncio.gather(
             *(list_network_faults(r.kube, labels) for r in self.regions.by_context().values())
         )
-        seen = {meta(item)["name"]: item for items in lists for item in items}
+        return [item for items in lists for item in items]
+
+    async def verify(self, fault: FaultBase, state: NetworkFaultState, pending: list[str]) -> bool:
+        if not state.network_faults:
+            return True
+        seen = {meta(item)["name"]: item for item in await self._listed(fault)}
         waiting: list[str] = []
         for name in {ref.name for ref in state.network_faults}:
             found = seen.get(name)
@@ -217,12 +221,8 @@ class NetworkFaults(Mechanism[FaultBase, NetworkFaultState]):
     ) -> bool:
         if not state.network_faults:
             return True
-        labels = self.regions.selector(fault)
-        lists = await asyncio.gather(
-            *(list_network_faults(r.kube, labels) for r in self.regions.by_context().values())
-        )
         left = [
-            f"NetworkFault {meta(i).get('name')}: still there" for items in lists for i in items
+            f"NetworkFault {meta(i).get('name')}: still there" for i in await self._listed(fault)
         ]
         pending += left
         return not left

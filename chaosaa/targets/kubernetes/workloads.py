@@ -258,18 +258,26 @@ class ScaleDown(Mechanism[RegionDownFault, RegionDownState]):
         if errors := await settle(calls):
             raise errors[0]
 
+    @staticmethod
+    async def _marked(
+        region: Region, labels: str
+    ) -> tuple[list[tuple[str, dict[str, Any]]], list[dict[str, Any]]]:
+        """The workloads and nodes of the region that carry a fault's labels."""
+        kube = region.kube
+        found, nodes = await asyncio.gather(
+            list_workloads(kube, region.namespaces, labels),
+            kube.call(kube.core.list_node, label_selector=labels),
+        )
+        return found, list(nodes.get("items") or [])
+
     async def revert(self, fault: RegionDownFault, state: RegionDownState) -> list[str]:
         labels = self.regions.selector(fault)
 
         async def restore(region: Region) -> None:
-            kube = region.kube
-            found, nodes = await asyncio.gather(
-                list_workloads(kube, region.namespaces, labels),
-                kube.call(kube.core.list_node, label_selector=labels),
-            )
+            found, nodes = await self._marked(region, labels)
             await asyncio.gather(
-                *(restore_workload(kube, kind, obj) for kind, obj in found),
-                *(uncordon(kube, node) for node in nodes.get("items") or []),
+                *(restore_workload(region.kube, kind, obj) for kind, obj in found),
+                *(uncordon(region.kube, node) for node in nodes),
             )
 
         return await problems(restore(self.regions[r]) for r in fault.regions)
@@ -281,13 +289,9 @@ class ScaleDown(Mechanism[RegionDownFault, RegionDownState]):
         labels = self.regions.selector(fault)
 
         async def marked(region: Region) -> list[str]:
-            kube = region.kube
-            found, nodes = await asyncio.gather(
-                list_workloads(kube, region.namespaces, labels),
-                kube.call(kube.core.list_node, label_selector=labels),
-            )
+            found, nodes = await self._marked(region, labels)
             return [f"{kind} {meta(obj).get('name')}: still marked" for kind, obj in found] + [
-                f"node {meta(node).get('name')}: still marked" for node in nodes.get("items") or []
+                f"node {meta(node).get('name')}: still marked" for node in nodes
             ]
 
         found = await asyncio.gather(*(marked(self.regions[r]) for r in fault.regions))

@@ -27,20 +27,20 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chaosaa.agent.api import NodeApi
 from chaosaa.agent.node import NodeShell, devices, route_device
 from chaosaa.errors import ChaosaaError, FaultError, InvalidInputError
-from chaosaa.kube import (
-    ApiClient,
-    Client,
-)
+from chaosaa.kube import Client
 from chaosaa.kube.janitor import sweep
 from chaosaa.rules import resource as nf
 from chaosaa.rules.execute import Transport, execute, execute_all
 from chaosaa.rules.generate import MAX_SLOT, NodeRules, rules_for, teardown
 from chaosaa.rules.model import NodeFault
+
+if TYPE_CHECKING:
+    from chaosaa.kube.client import ApiClient
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from chaosaa.errors import ChaosaaError, ExitCode
 
 if TYPE_CHECKING:
     from chaosaa.agent.agent import AgentConfig
-    from chaosaa.kube import ApiClient
+    from chaosaa.kube.client import ApiClient
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 

@@ -16,7 +16,6 @@ from chaosaa.kube.client import (
     METADATA_ONLY,
     REQUEST_TIMEOUT,
     WORKLOAD_KINDS,
-    ApiClient,
     Client,
     Timeout,
 )
@@ -40,7 +39,6 @@ __all__ = [
     "REQUEST_TIMEOUT",
     "WORKLOAD_KINDS",
     "AlreadyExistsError",
-    "ApiClient",
     "ApiError",
     "Client",
     "ConflictError",

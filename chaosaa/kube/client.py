@@ -3,7 +3,8 @@
 The ``kubernetes`` package is synchronous. Every call goes through a thread (the loop's
 default executor, or a pool of the caller's), always with a request timeout, and comes
 back as the JSON body (plain dicts and lists: no model objects to convert) or as an error
-of :mod:`chaosaa.kube.errors`.
+of :mod:`chaosaa.kube.errors`. The package is imported when the first client is made, so
+that what never calls the API (``chaosaa plan``, ``validate``) does not pay for loading it.
 """
 
 from __future__ import annotations
@@ -14,16 +15,14 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
-
-from kubernetes import client as k8s
-from kubernetes import watch as k8s_watch
-from kubernetes.client.exceptions import ApiException
+from typing import TYPE_CHECKING, Any
 
 from chaosaa.kube.errors import UnreachableError, api_error
 
-#: the synchronous client a :class:`Client` wraps (built by :mod:`chaosaa.kube.config`)
-ApiClient = k8s.ApiClient
+if TYPE_CHECKING:
+    # the synchronous client a Client wraps (built by chaosaa.kube.config)
+    from kubernetes.client import ApiClient as ApiClient
+
 #: (connect, read) seconds, or one number for both
 Timeout = float | tuple[float, float]
 #: (connect, read) seconds of a call unless the Client or the call says otherwise
@@ -57,6 +56,8 @@ class Client:
         timeout: Timeout = REQUEST_TIMEOUT,
         executor: Executor | None = None,
     ) -> None:
+        from kubernetes import client as k8s
+
         self.api = api
         self.timeout = timeout
         #: where calls run; None: the event loop's default executor
@@ -122,6 +123,8 @@ class Client:
         **kwargs: Any,
     ) -> Any:
         """:meth:`call` for code that already runs in a thread of its own."""
+        from kubernetes.client.exceptions import ApiException
+
         name = what or str(getattr(fn, "__name__", "kubernetes API call"))
         try:
             resp = fn(
@@ -145,7 +148,9 @@ class Client:
     def watch(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Iterator[dict[str, Any]]:
         """Sync, for a thread: the events (``type``, ``raw_object``) of one watch request of
         the list method ``fn``, until the server ends it or the caller stops iterating."""
-        w = k8s_watch.Watch()  # type: ignore[no-untyped-call]
+        from kubernetes import watch
+
+        w = watch.Watch()  # type: ignore[no-untyped-call]
         try:
             yield from w.stream(fn, *args, **kwargs)  # type: ignore[no-untyped-call]
         finally:

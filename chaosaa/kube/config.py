@@ -9,13 +9,12 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Iterable
-
-from kubernetes import client as k8s
-from kubernetes import config as k8s_config
-from kubernetes.config.config_exception import ConfigException
+from typing import TYPE_CHECKING
 
 from chaosaa.errors import InvalidInputError
-from chaosaa.kube.client import ApiClient
+
+if TYPE_CHECKING:
+    from kubernetes.client import ApiClient
 
 #: HTTP connections kept per API server: every thread of every pool keeps its own
 #: (the client's default is 5 per core)
@@ -35,6 +34,9 @@ def in_cluster() -> bool:
 def load_api_client(kubeconfig: str | None = None, context: str | None = None) -> ApiClient:
     """A client for a kubeconfig context (the current one by default) or, inside a pod
     with neither given, for the pod's ServiceAccount."""
+    from kubernetes import client as k8s
+    from kubernetes import config as k8s_config
+
     conf = k8s.Configuration()
     try:
         if kubeconfig or context or not in_cluster():
@@ -43,7 +45,7 @@ def load_api_client(kubeconfig: str | None = None, context: str | None = None) -
             )
         else:
             k8s_config.load_incluster_config(client_configuration=conf)  # type: ignore[no-untyped-call]
-    except (ConfigException, OSError) as exc:
+    except (k8s_config.ConfigException, OSError) as exc:
         raise InvalidInputError(f"cannot load Kubernetes credentials: {exc}") from exc
     conf.connection_pool_maxsize = POOL_SIZE
     return k8s.ApiClient(conf)
@@ -51,9 +53,11 @@ def load_api_client(kubeconfig: str | None = None, context: str | None = None) -
 
 def context_names(kubeconfig: str | None = None) -> set[str]:
     """The contexts a kubeconfig defines."""
+    from kubernetes import config as k8s_config
+
     try:
         listed = k8s_config.list_kube_config_contexts(kubeconfig_path(kubeconfig))  # type: ignore[no-untyped-call]
-    except (ConfigException, OSError, TypeError) as exc:
+    except (k8s_config.ConfigException, OSError, TypeError) as exc:
         raise InvalidInputError(f"cannot read the kubeconfig: {exc}") from exc
     return {c["name"] for c in listed[0]}
 
@@ -79,12 +83,14 @@ async def clients_for(
 
 def current_namespace(kubeconfig: str | None = None, context: str | None = None) -> str:
     """The namespace of a kubeconfig context (the current one by default); ``default``."""
+    from kubernetes import config as k8s_config
+
     try:
         contexts, active = k8s_config.list_kube_config_contexts(  # type: ignore[no-untyped-call]
             config_file=kubeconfig_path(kubeconfig)
         )
         if context:
             active = next((c for c in contexts if c["name"] == context), active)
-    except (ConfigException, OSError):
+    except (k8s_config.ConfigException, OSError):
         return "default"
     return str((active or {}).get("context", {}).get("namespace") or "default")

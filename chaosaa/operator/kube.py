@@ -12,10 +12,13 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from chaosaa.kube import MERGE_PATCH, ApiClient, Client, NotFoundError
+from chaosaa.kube import MERGE_PATCH, Client, NotFoundError
 from chaosaa.spec.crd import GROUP, VERSION
+
+if TYPE_CHECKING:
+    from chaosaa.kube.client import ApiClient
 
 #: seconds per API request
 REQUEST_TIMEOUT = 15.0

@@ -12,8 +12,8 @@ Life of a NetworkFault on the agent's node:
 
 At start the agent removes every chaosaa rule on the node (a crashed predecessor's), then
 re-applies the faults that are still live. On SIGTERM it reverts everything it applied.
-Rule execution never waits for the API server: status updates are written in the
-background, and expiry is checked on a timer of its own.
+Rule execution never waits for the API server (:mod:`chaosaa.agent.api`): status updates
+are written in the background, and expiry is checked on a timer of its own.
 """
 
 from __future__ import annotations
@@ -23,27 +23,26 @@ import contextlib
 import hashlib
 import json
 import logging
-import socket
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Any
 
+from chaosaa.agent.api import NodeApi
 from chaosaa.agent.node import NodeShell, devices, route_device
 from chaosaa.errors import ChaosaaError, FaultError, InvalidInputError
+from chaosaa.kube import Client
+from chaosaa.kube.janitor import sweep
 from chaosaa.rules import resource as nf
 from chaosaa.rules.execute import Transport, execute, execute_all
 from chaosaa.rules.generate import MAX_SLOT, NodeRules, rules_for, teardown
 from chaosaa.rules.model import NodeFault
-from chaosaa.targets.kubernetes import REQUEST_TIMEOUT, ApiError, kcall, micro_time, sweep
+
+if TYPE_CHECKING:
+    from chaosaa.kube.client import ApiClient
 
 log = logging.getLogger(__name__)
-
-#: (connect, read) timeout of the watch request; the server ends it after WATCH_SECONDS
-WATCH_SECONDS = 20
-WATCH_TIMEOUT = (3.05, WATCH_SECONDS + 5.0)
 
 
 @dataclass(frozen=True)
@@ -96,13 +95,14 @@ class Agent:
     def __init__(
         self,
         config: AgentConfig,
-        api: Any,
+        api: ApiClient,
         *,
         transport: Transport | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
-        self.api = api
+        self.kube = Client(api)
+        self.api = NodeApi(self.kube, config.node or "", config.namespace)
         self.shell = NodeShell(config.netns, config.command_timeout)
         self.run_cmd: Transport = transport or self.shell
         self.clock = clock
@@ -111,8 +111,6 @@ class Agent:
         self._lock = asyncio.Lock()
         self._events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self._stopping = threading.Event()
-        self._status_dirty: dict[str, dict[str, Any]] = {}
-        self._status_wakeup = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self.ready = asyncio.Event()
@@ -125,15 +123,20 @@ class Agent:
         try:
             if self.config.node:
                 await self.recover()
-                self.allow = await self._api_server_addresses()
+                self.allow = await self.api.api_server_addresses()
                 self._thread = threading.Thread(
-                    target=self._watch_loop, name=f"watch-{self.config.node}", daemon=True
+                    target=self.api.watch,
+                    args=(self._post, self._stopping),
+                    name=f"watch-{self.config.node}",
+                    daemon=True,
                 )
                 self._thread.start()
                 background += [
                     asyncio.create_task(self._expiry_loop(), name="expiry"),
-                    asyncio.create_task(self._status_loop(), name="status"),
-                    asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
+                    asyncio.create_task(self.api.status_loop(), name="status"),
+                    asyncio.create_task(
+                        self.api.heartbeat_loop(self.config.heartbeat), name="heartbeat"
+                    ),
                 ]
             if self.config.janitor:
                 background.append(asyncio.create_task(self._janitor_loop(), name="janitor"))
@@ -171,16 +174,8 @@ class Agent:
                     await self._revert(t, "AgentStopped", "the agent stopped; rules reverted")
         with contextlib.suppress(ChaosaaError):
             await self.recover()
-        await self._flush_status(deadline=2.0)
-        from kubernetes import client
-
-        with contextlib.suppress(ChaosaaError):
-            await kcall(
-                client.CoordinationV1Api(self.api).delete_namespaced_lease,
-                nf.agent_lease_name(str(self.config.node)),
-                self.config.namespace,
-                timeout=(2.0, 2.0),
-            )
+        await self.api.flush_status(deadline=2.0)
+        await self.api.drop_heartbeat()
 
     # ------------------------------------------------------------------ watch
 
@@ -188,55 +183,6 @@ class Agent:
         assert self._loop is not None
         with contextlib.suppress(RuntimeError):  # loop closed during shutdown
             self._loop.call_soon_threadsafe(self._events.put_nowait, (kind, obj))
-
-    def _watch_loop(self) -> None:
-        """Thread: list + watch this node's NetworkFaults, posting events to the loop."""
-        from kubernetes import client, watch
-
-        objs = client.CustomObjectsApi(self.api)
-        sel = f"{nf.LABEL_NODE}={nf.label_value(str(self.config.node))}"
-        backoff = 0.2
-        while not self._stopping.is_set():
-            try:
-                resp: Any = objs.list_cluster_custom_object(
-                    nf.GROUP,
-                    nf.VERSION,
-                    nf.PLURAL,
-                    label_selector=sel,
-                    _request_timeout=REQUEST_TIMEOUT,
-                    _preload_content=False,
-                )
-                body = json.loads(resp.data)
-                self._post("SYNC", body.get("items") or [])
-                rv = body["metadata"]["resourceVersion"]
-                while not self._stopping.is_set():
-                    w = watch.Watch()  # type: ignore[no-untyped-call]
-                    for event in w.stream(  # type: ignore[no-untyped-call]
-                        objs.list_cluster_custom_object,
-                        nf.GROUP,
-                        nf.VERSION,
-                        nf.PLURAL,
-                        label_selector=sel,
-                        resource_version=rv,
-                        timeout_seconds=WATCH_SECONDS,
-                        _request_timeout=WATCH_TIMEOUT,
-                    ):
-                        if self._stopping.is_set():
-                            w.stop()  # type: ignore[no-untyped-call]
-                            break
-                        obj = event.get("raw_object") or {}
-                        if event.get("type") == "ERROR":
-                            raise RuntimeError(f"watch error: {obj.get('message')}")
-                        rv = (obj.get("metadata") or {}).get("resourceVersion", rv)
-                        if event.get("type") != "BOOKMARK":
-                            self._post(str(event.get("type")), obj)
-                    backoff = 0.2
-            except Exception as exc:  # any failure: list again after a pause
-                if self._stopping.is_set():
-                    return
-                log.info("watch of NetworkFaults failed (%s); listing again", exc)
-                self._stopping.wait(backoff)
-                backoff = min(backoff * 2, 5.0)
 
     # ------------------------------------------------------------------ events
 
@@ -269,7 +215,7 @@ class Agent:
         if meta.get("deletionTimestamp"):
             await self._forget(uid, "the NetworkFault is being deleted")
             if nf.FINALIZER in finalizers:
-                await self._set_finalizer(name, meta, present=False)
+                await self.api.set_finalizer(name, meta, present=False)
             return
         expires_at = str(spec.get("expiresAt") or "")
         ttl = float(spec.get("ttlSeconds") or 0)
@@ -316,7 +262,7 @@ class Agent:
                 f"{-remaining:.1f}s in the past on this node's clock (runner dead, or clock skew)",
             )
             return
-        if nf.FINALIZER not in finalizers and not await self._set_finalizer(
+        if nf.FINALIZER not in finalizers and not await self.api.set_finalizer(
             name, meta, present=True
         ):
             return  # gone meanwhile
@@ -391,41 +337,7 @@ class Agent:
                             "no renewal within ttlSeconds (dead-man switch): rules reverted",
                         )
 
-    # ------------------------------------------------------------------ API writes
-
-    async def _set_finalizer(self, name: str, meta: dict[str, Any], present: bool) -> bool:
-        from kubernetes import client
-
-        objs = client.CustomObjectsApi(self.api)
-        current = list(meta.get("finalizers") or [])
-        rv = meta.get("resourceVersion")
-        for _ in range(5):
-            wanted = [f for f in current if f != nf.FINALIZER]
-            if present:
-                wanted.append(nf.FINALIZER)
-            body = {"metadata": {"finalizers": wanted or None, "resourceVersion": rv}}
-            try:
-                await kcall(
-                    objs.patch_cluster_custom_object, nf.GROUP, nf.VERSION, nf.PLURAL, name, body
-                )
-                return True
-            except ApiError as exc:
-                if exc.status == 404:
-                    return False
-                if exc.status != 409:
-                    log.warning("NetworkFault %s: finalizer update failed: %s", name, exc)
-                    return False
-            try:
-                fresh = await kcall(
-                    objs.get_cluster_custom_object, nf.GROUP, nf.VERSION, nf.PLURAL, name
-                )
-            except ApiError:
-                return False
-            fmeta = fresh.get("metadata") or {}
-            current, rv = list(fmeta.get("finalizers") or []), fmeta.get("resourceVersion")
-            if present and fmeta.get("deletionTimestamp"):
-                return False
-        return False
+    # ------------------------------------------------------------------ status, janitor
 
     def _report(self, t: Tracked, phase: str, reason: str, message: str, **extra: Any) -> None:
         t.status.update(
@@ -436,114 +348,13 @@ class Agent:
             observedGeneration=t.generation,
             **extra,
         )
-        self._status_dirty[t.name] = dict(t.status)
-        self._status_wakeup.set()
-
-    async def _status_loop(self) -> None:
-        while True:
-            await self._status_wakeup.wait()
-            self._status_wakeup.clear()
-            await self._flush_status()
-
-    async def _flush_status(self, deadline: float | None = None) -> None:
-        from kubernetes import client
-
-        objs = client.CustomObjectsApi(self.api)
-        pending, self._status_dirty = self._status_dirty, {}
-        for name, status in pending.items():
-            try:
-                await kcall(
-                    objs.patch_cluster_custom_object_status,
-                    nf.GROUP,
-                    nf.VERSION,
-                    nf.PLURAL,
-                    name,
-                    {"status": status},
-                    timeout=(deadline or REQUEST_TIMEOUT[0], deadline or REQUEST_TIMEOUT[1]),
-                )
-            except ApiError as exc:
-                if exc.status != 404:
-                    log.warning("NetworkFault %s: status update failed: %s", name, exc)
-            except ChaosaaError as exc:
-                log.warning("NetworkFault %s: status update failed: %s", name, exc)
-                if deadline is None:
-                    self._status_dirty.setdefault(name, status)  # retry later
-                    await asyncio.sleep(1.0)
-                    self._status_wakeup.set()
-
-    # ------------------------------------------------------------------ heartbeat, janitor
-
-    async def _heartbeat_loop(self) -> None:
-        from kubernetes import client
-
-        coord = client.CoordinationV1Api(self.api)
-        node = str(self.config.node)
-        name = nf.agent_lease_name(node)
-        duration = max(1, round(self.config.heartbeat * 3))
-        warned = 0.0
-        while True:
-            now = time.time()
-            body = {
-                "apiVersion": "coordination.k8s.io/v1",
-                "kind": "Lease",
-                "metadata": {
-                    "name": name,
-                    "labels": {
-                        nf.LABEL_MANAGED_BY: nf.MANAGED_BY,
-                        nf.LABEL_NODE: nf.label_value(node),
-                    },
-                },
-                "spec": {
-                    "holderIdentity": node,
-                    "leaseDurationSeconds": duration,
-                    "renewTime": micro_time(now),
-                },
-            }
-            try:
-                try:
-                    await kcall(coord.patch_namespaced_lease, name, self.config.namespace, body)
-                except ApiError as exc:
-                    if exc.status != 404:
-                        raise
-                    await kcall(coord.create_namespaced_lease, self.config.namespace, body)
-            except (ApiError, ChaosaaError) as exc:
-                if now - warned > 60:
-                    warned = now
-                    log.warning(
-                        "heartbeat Lease %s/%s: %s (the kubernetes target cannot see this "
-                        "agent without it)",
-                        self.config.namespace,
-                        name,
-                        exc,
-                    )
-            await asyncio.sleep(self.config.heartbeat)
+        self.api.report(t.name, t.status)
 
     async def _janitor_loop(self) -> None:
         while True:
             try:
-                for line in await sweep(self.api, expired_only=True):
+                for line in await sweep(self.kube, expired_only=True):
                     log.warning("janitor: dead-man switch: %s", line)
             except ChaosaaError as exc:
                 log.info("janitor sweep failed: %s", exc)
             await asyncio.sleep(self.config.janitor_interval)
-
-    async def _api_server_addresses(self) -> tuple[str, ...]:
-        """The API server's addresses: the agent must keep reaching it during a fault."""
-        host = urlsplit(str(self.api.configuration.host)).hostname or ""
-        addrs: set[str] = set()
-        if host:
-            with contextlib.suppress(OSError):
-                infos = await asyncio.to_thread(socket.getaddrinfo, host, None)
-                addrs.update(str(i[4][0]) for i in infos)
-        from kubernetes import client
-
-        with contextlib.suppress(ChaosaaError):
-            slices = await kcall(
-                client.DiscoveryV1Api(self.api).list_namespaced_endpoint_slice,
-                "default",
-                label_selector="kubernetes.io/service-name=kubernetes",
-            )
-            for item in slices.get("items") or []:
-                for endpoint in item.get("endpoints") or []:
-                    addrs.update(endpoint.get("addresses") or [])
-        return tuple(sorted(a for a in addrs if not a.startswith("127.") and a != "::1"))

@@ -5,37 +5,22 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
-from chaosaa.errors import ChaosaaError, ExitCode, InvalidInputError
+from chaosaa.errors import ChaosaaError, ExitCode
+
+if TYPE_CHECKING:
+    from chaosaa.agent.agent import AgentConfig
+    from chaosaa.kube.client import ApiClient
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
-def _api_client(kubeconfig: str | None, context: str | None) -> object:
-    """In-cluster credentials when there is no kubeconfig (the DaemonSet), else the file."""
-    from kubernetes import client, config
+async def _serve(agent_config: AgentConfig, api: ApiClient) -> None:
+    from chaosaa.agent.agent import Agent
 
-    if kubeconfig is None and context is None:
-        try:
-            cfg = client.Configuration()
-            config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
-            return client.ApiClient(cfg)
-        except config.ConfigException:
-            pass
-    try:
-        return config.new_client_from_config(  # type: ignore[no-untyped-call]
-            config_file=kubeconfig, context=context
-        )
-    except (config.ConfigException, OSError) as exc:
-        raise InvalidInputError(f"cannot load the kubeconfig: {exc}") from exc
-
-
-async def _serve(agent_config: object, api: object) -> None:
-    from chaosaa.agent.agent import Agent, AgentConfig
-
-    assert isinstance(agent_config, AgentConfig)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -93,11 +78,12 @@ def agent(
       $ chaosaa agent --janitor                          # only the janitor
     """
     from chaosaa.agent.agent import AgentConfig
+    from chaosaa.kube import load_api_client
 
     if not node and not janitor:
         raise click.UsageError("give --node (or NODE_NAME), or --janitor")
     try:
-        api = _api_client(kubeconfig, context)
+        api = load_api_client(kubeconfig, context)
         cfg = AgentConfig(
             node=node, netns=netns, device=device, namespace=namespace, janitor=janitor
         )

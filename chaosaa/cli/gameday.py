@@ -34,13 +34,14 @@ def trigger(name: str, namespace: str | None, kubeconfig: str | None, context: s
     """
     import asyncio
 
+    from chaosaa.kube import current_namespace, load_api_client
     from chaosaa.operator import runs
-    from chaosaa.operator.kube import Kube, load_api_client
+    from chaosaa.operator.kube import Kube
     from chaosaa.operator.schedule import manual_run_name
 
     async def go() -> str:
         api = load_api_client(kubeconfig, context)
-        ns = namespace or _current_namespace(kubeconfig, context)
+        ns = namespace or current_namespace(kubeconfig, context)
         kube = Kube(api, workers=1)
         try:
             body = await kube.get(runs.GAMEDAYS, ns, name)
@@ -66,20 +67,3 @@ def trigger(name: str, namespace: str | None, kubeconfig: str | None, context: s
         fail(exc)
     click.echo(f"created gamedayrun {created}")
     sys.exit(0)
-
-
-def _current_namespace(kubeconfig: str | None, context: str | None) -> str:
-    import os
-
-    from kubernetes import config
-
-    try:
-        path = kubeconfig or os.environ.get("KUBECONFIG") or None
-        contexts, active = config.list_kube_config_contexts(  # type: ignore[no-untyped-call]
-            config_file=path
-        )
-        if context:
-            active = next((c for c in contexts if c["name"] == context), active)
-    except (config.ConfigException, OSError):
-        return "default"
-    return str((active or {}).get("context", {}).get("namespace") or "default")

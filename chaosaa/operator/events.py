@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from kubernetes import client as k8s
-
 from chaosaa.errors import ChaosaaError
-from chaosaa.operator.kube import Kube, utcnow
+from chaosaa.operator.kube import Kube
 
 log = logging.getLogger(__name__)
 
@@ -108,24 +107,27 @@ class EventRecorder:
             finally:
                 self._queue.task_done()
 
-    def _event(self, ref: ObjectRef, type_: str, reason: str, message: str) -> k8s.CoreV1Event:
-        now = utcnow()
-        return k8s.CoreV1Event(
-            metadata=k8s.V1ObjectMeta(generate_name=f"{ref.name}.", namespace=ref.namespace),
-            involved_object=k8s.V1ObjectReference(
-                api_version=ref.api_version,
-                kind=ref.kind,
-                namespace=ref.namespace,
-                name=ref.name,
-                uid=ref.uid,
-            ),
-            type=type_,
-            reason=reason,
-            message=message,
-            first_timestamp=now,
-            last_timestamp=now,
-            count=1,
-            source=k8s.V1EventSource(component=COMPONENT),
-            reporting_component=COMPONENT,
-            reporting_instance=self.instance[:128],
-        )
+    def _event(self, ref: ObjectRef, type_: str, reason: str, message: str) -> dict[str, Any]:
+        now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        involved = {
+            "apiVersion": ref.api_version,
+            "kind": ref.kind,
+            "namespace": ref.namespace,
+            "name": ref.name,
+            **({"uid": ref.uid} if ref.uid else {}),
+        }
+        return {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{ref.name}.", "namespace": ref.namespace},
+            "involvedObject": involved,
+            "type": type_,
+            "reason": reason,
+            "message": message,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+            "source": {"component": COMPONENT},
+            "reportingComponent": COMPONENT,
+            "reportingInstance": self.instance[:128],
+        }

@@ -28,9 +28,9 @@ from typing import TYPE_CHECKING, Any
 from chaosaa.engine.reporting import build_report
 from chaosaa.engine.run import Run, RunOutcome
 from chaosaa.errors import ChaosaaError, ExitCode, SpecError
+from chaosaa.kube import ConflictError, NotFoundError
 from chaosaa.operator import runs
 from chaosaa.operator.events import ObjectRef
-from chaosaa.operator.kube import ConflictError, NotFoundError
 from chaosaa.operator.kubeconfigs import RunCredentials, read_kubeconfigs
 from chaosaa.spec.crd import TERMINAL_PHASES, GameDayRunStatus, LastRun
 from chaosaa.spec.model import GameDay

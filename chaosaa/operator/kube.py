@@ -1,117 +1,35 @@
-"""The few Kubernetes API calls the operator makes, as coroutines.
+"""The Kubernetes API calls the operator makes: its custom objects, Secrets, Events, Leases.
 
-The ``kubernetes`` client is synchronous: every call goes through a dedicated thread pool,
-always with a timeout, so the event loop (kopf's and the engine's) never blocks. Errors
-come back as chaosaa errors: :class:`AlreadyExistsError` (the idempotent create of a run
-that already fired), :class:`ConflictError` (someone else changed the object first),
-:class:`NotFoundError`, and :class:`KubeError` for everything else (temporary).
+A thin layer over :class:`chaosaa.kube.Client` with a thread pool of its own, so that the
+operator's calls never queue behind the engine's (and a second ``Kube`` on the same client
+can have yet another pool). Errors are those of :mod:`chaosaa.kube.errors`: e.g.
+``AlreadyExistsError`` (the idempotent create of a run that already fired),
+``ConflictError`` (someone else changed the object first), ``NotFoundError``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import datetime as dt
-import json
-import logging
-import os
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from kubernetes import client as k8s
-from kubernetes import config as k8s_config
-from kubernetes.client.exceptions import ApiException
-from kubernetes.config.config_exception import ConfigException
-
-from chaosaa.errors import EnvironmentError_, InvalidInputError
+from chaosaa.kube import MERGE_PATCH, Client, NotFoundError
 from chaosaa.spec.crd import GROUP, VERSION
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from chaosaa.kube.client import ApiClient
 
 #: seconds per API request
 REQUEST_TIMEOUT = 15.0
-MERGE_PATCH = "application/merge-patch+json"
-#: HTTP connections kept to the apiserver (>= the threads of all Kube instances)
-POOL_SIZE = 32
-
-
-class KubeError(EnvironmentError_):
-    """The Kubernetes API failed (temporary: kopf retries)."""
-
-    def __init__(self, message: str, status: int | None = None, reason: str = "") -> None:
-        super().__init__(message)
-        self.status = status
-        self.reason = reason
-
-
-class NotFoundError(KubeError):
-    pass
-
-
-class AlreadyExistsError(KubeError):
-    pass
-
-
-class ConflictError(KubeError):
-    pass
-
-
-class ForbiddenError(KubeError):
-    permanent = True
-
-
-def _error(exc: ApiException, what: str) -> KubeError:
-    reason = ""
-    message = str(exc.reason or "")
-    try:
-        body = json.loads(exc.body or "{}")
-        reason = str(body.get("reason") or "")
-        message = str(body.get("message") or message)
-    except (TypeError, ValueError):
-        pass
-    text = f"{what}: {message or exc.status}"
-    if exc.status == 404:
-        return NotFoundError(text, 404, reason)
-    if exc.status == 409:
-        cls = AlreadyExistsError if reason == "AlreadyExists" else ConflictError
-        return cls(text, 409, reason)
-    if exc.status == 403:
-        return ForbiddenError(text, 403, reason)
-    return KubeError(text, exc.status, reason)
-
-
-def load_api_client(kubeconfig: str | None = None, context: str | None = None) -> k8s.ApiClient:
-    """An ApiClient from a kubeconfig file (``KUBECONFIG`` by default) or, inside a pod,
-    from the ServiceAccount."""
-    conf = k8s.Configuration()
-    try:
-        if kubeconfig or context or not _in_cluster():
-            # explicitly: the client reads KUBECONFIG once, when it is imported
-            path = kubeconfig or os.environ.get("KUBECONFIG") or None
-            k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
-                config_file=path, context=context, client_configuration=conf
-            )
-        else:
-            k8s_config.load_incluster_config(client_configuration=conf)  # type: ignore[no-untyped-call]
-    except (ConfigException, OSError) as exc:
-        raise InvalidInputError(f"cannot load Kubernetes credentials: {exc}") from exc
-    # every thread of every pool keeps its connection (the default is 5 per core)
-    conf.connection_pool_maxsize = POOL_SIZE
-    return k8s.ApiClient(conf)
-
-
-def _in_cluster() -> bool:
-    return bool(os.environ.get("KUBERNETES_SERVICE_HOST")) and not os.environ.get("KUBECONFIG")
 
 
 class Kube:
-    """Async facade over one ApiClient."""
+    """The operator's async facade over one ApiClient."""
 
     def __init__(
         self,
-        api: k8s.ApiClient,
+        api: ApiClient,
         *,
         workers: int = 8,
         timeout: float = REQUEST_TIMEOUT,
@@ -119,30 +37,16 @@ class Kube:
     ) -> None:
         self.api = api
         self.owns_api = owns_api
-        self.timeout = timeout
-        self.custom = k8s.CustomObjectsApi(api)
-        self.core = k8s.CoreV1Api(api)
-        self.coordination = k8s.CoordinationV1Api(api)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kube")
+        self.client = Client(api, timeout=timeout, executor=self._pool)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
         if self.owns_api:
-            self.api.close()  # type: ignore[no-untyped-call]
+            self.client.close()
 
     async def _call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        loop = asyncio.get_running_loop()
-        call = partial(fn, *args, _request_timeout=self.timeout, **kwargs)
-        try:
-            return await loop.run_in_executor(self._pool, call)
-        except ApiException as exc:
-            raise _error(exc, what) from None
-        except OSError as exc:  # TimeoutError included
-            raise KubeError(f"{what}: {exc}") from exc
-        except Exception as exc:  # urllib3 errors: MaxRetryError, ProtocolError, ...
-            if type(exc).__module__.startswith("urllib3"):
-                raise KubeError(f"{what}: {exc}") from exc
-            raise
+        return await self.client.call(fn, *args, what=what, **kwargs)
 
     # ------------------------------------------------------------------ custom objects
 
@@ -150,7 +54,7 @@ class Kube:
         name = body["metadata"]["name"]
         out: dict[str, Any] = await self._call(
             f"create {plural} {namespace}/{name}",
-            self.custom.create_namespaced_custom_object,
+            self.client.custom.create_namespaced_custom_object,
             GROUP,
             VERSION,
             namespace,
@@ -163,7 +67,7 @@ class Kube:
         try:
             out: dict[str, Any] = await self._call(
                 f"get {plural} {namespace}/{name}",
-                self.custom.get_namespaced_custom_object,
+                self.client.custom.get_namespaced_custom_object,
                 GROUP,
                 VERSION,
                 namespace,
@@ -177,10 +81,11 @@ class Kube:
     async def list(
         self, plural: str, namespace: str | None, label_selector: str | None = None
     ) -> list[dict[str, Any]]:
+        custom = self.client.custom
         if namespace:
             result = await self._call(
                 f"list {plural} in {namespace}",
-                self.custom.list_namespaced_custom_object,
+                custom.list_namespaced_custom_object,
                 GROUP,
                 VERSION,
                 namespace,
@@ -190,7 +95,7 @@ class Kube:
         else:
             result = await self._call(
                 f"list {plural}",
-                self.custom.list_cluster_custom_object,
+                custom.list_cluster_custom_object,
                 GROUP,
                 VERSION,
                 plural,
@@ -212,7 +117,7 @@ class Kube:
         when the object changed since (optimistic concurrency)."""
         return await self._merge_patch(
             f"patch {plural} {namespace}/{name} status",
-            self.custom.patch_namespaced_custom_object_status,
+            self.client.custom.patch_namespaced_custom_object_status,
             plural,
             namespace,
             name,
@@ -233,7 +138,7 @@ class Kube:
         :meth:`patch_status`."""
         return await self._merge_patch(
             f"patch {plural} {namespace}/{name}",
-            self.custom.patch_namespaced_custom_object,
+            self.client.custom.patch_namespaced_custom_object,
             plural,
             namespace,
             name,
@@ -265,7 +170,7 @@ class Kube:
         try:
             await self._call(
                 f"delete {plural} {namespace}/{name}",
-                self.custom.delete_namespaced_custom_object,
+                self.client.custom.delete_namespaced_custom_object,
                 GROUP,
                 VERSION,
                 namespace,
@@ -282,22 +187,28 @@ class Kube:
     async def secret_data(self, namespace: str, name: str) -> dict[str, bytes]:
         """A Secret's data, read by name (the operator never lists Secrets)."""
         secret = await self._call(
-            f"get secret {namespace}/{name}", self.core.read_namespaced_secret, name, namespace
+            f"get secret {namespace}/{name}",
+            self.client.core.read_namespaced_secret,
+            name,
+            namespace,
         )
-        return {k: base64.b64decode(v) for k, v in (secret.data or {}).items()}
+        return {k: base64.b64decode(v) for k, v in (secret.get("data") or {}).items()}
 
-    async def create_event(self, namespace: str, event: k8s.CoreV1Event) -> None:
+    async def create_event(self, namespace: str, event: Mapping[str, Any]) -> None:
         await self._call(
-            f"create event in {namespace}", self.core.create_namespaced_event, namespace, event
+            f"create event in {namespace}",
+            self.client.core.create_namespaced_event,
+            namespace,
+            dict(event),
         )
 
     # ------------------------------------------------------------------ leases
 
-    async def read_lease(self, namespace: str, name: str) -> k8s.V1Lease | None:
+    async def read_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
-            lease: k8s.V1Lease = await self._call(
+            lease: dict[str, Any] = await self._call(
                 f"get lease {namespace}/{name}",
-                self.coordination.read_namespaced_lease,
+                self.client.coordination.read_namespaced_lease,
                 name,
                 namespace,
             )
@@ -305,28 +216,23 @@ class Kube:
             return None
         return lease
 
-    async def create_lease(self, namespace: str, lease: k8s.V1Lease) -> k8s.V1Lease:
-        out: k8s.V1Lease = await self._call(
+    async def create_lease(self, namespace: str, lease: Mapping[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = await self._call(
             f"create lease in {namespace}",
-            self.coordination.create_namespaced_lease,
+            self.client.coordination.create_namespaced_lease,
             namespace,
-            lease,
+            dict(lease),
         )
         return out
 
-    async def replace_lease(self, namespace: str, lease: k8s.V1Lease) -> k8s.V1Lease:
+    async def replace_lease(self, namespace: str, lease: Mapping[str, Any]) -> dict[str, Any]:
         """Replace with the lease's resourceVersion: ConflictError if it changed since."""
-        assert lease.metadata is not None
-        name = lease.metadata.name
-        out: k8s.V1Lease = await self._call(
+        name = lease["metadata"]["name"]
+        out: dict[str, Any] = await self._call(
             f"update lease {namespace}/{name}",
-            self.coordination.replace_namespaced_lease,
+            self.client.coordination.replace_namespaced_lease,
             name,
             namespace,
-            lease,
+            dict(lease),
         )
         return out
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)

@@ -21,7 +21,8 @@ from typing import Any
 import yaml
 
 from chaosaa.errors import InvalidInputError
-from chaosaa.operator.kube import ForbiddenError, Kube, NotFoundError
+from chaosaa.kube import ForbiddenError, NotFoundError
+from chaosaa.operator.kube import Kube
 from chaosaa.spec.model import GameDay
 
 

@@ -16,11 +16,11 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-
-from kubernetes import client as k8s
+from typing import Any
 
 from chaosaa.errors import ChaosaaError
-from chaosaa.operator.kube import AlreadyExistsError, ConflictError, Kube, utcnow
+from chaosaa.kube import ConflictError, micro_time, parse_micro_time
+from chaosaa.operator.kube import Kube
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ class LeaderLease:
         self.identity = identity
         self.duration = duration
         self.held = False
-        self._lease: k8s.V1Lease | None = None
+        self._lease: dict[str, Any] | None = None
         self._seen: tuple[str | None, float] | None = None  # (resourceVersion, monotonic)
         self.last_renewed = 0.0
 
@@ -60,7 +60,7 @@ class LeaderLease:
                     "lease %s/%s is held by %s; waiting (standby)",
                     self.namespace,
                     self.name,
-                    _spec(self._lease).holder_identity,
+                    _spec(self._lease).get("holderIdentity"),
                 )
                 announced = True
             await asyncio.sleep(max(0.2, self.duration / 5))
@@ -74,19 +74,21 @@ class LeaderLease:
                 return self._took()
             self._lease = lease
             spec = _spec(lease)
-            if spec.holder_identity == self.identity or self._expired(lease):
-                transitions = spec.lease_transitions or 0
-                if spec.holder_identity != self.identity:
+            if spec.get("holderIdentity") == self.identity or self._expired(lease):
+                transitions = int(spec.get("leaseTransitions") or 0)
+                if spec.get("holderIdentity") != self.identity:
                     transitions += 1
-                now = utcnow()
-                spec.holder_identity = self.identity
-                spec.lease_duration_seconds = max(1, round(self.duration))
-                spec.acquire_time = now
-                spec.renew_time = now
-                spec.lease_transitions = transitions
+                now = micro_time(time.time())
+                spec.update(
+                    holderIdentity=self.identity,
+                    leaseDurationSeconds=max(1, round(self.duration)),
+                    acquireTime=now,
+                    renewTime=now,
+                    leaseTransitions=transitions,
+                )
                 self._lease = await self.kube.replace_lease(self.namespace, lease)
                 return self._took()
-        except (AlreadyExistsError, ConflictError):
+        except ConflictError:  # AlreadyExistsError included
             return False  # someone else was quicker: look again
         except ChaosaaError as exc:
             log.warning("lease %s/%s: %s", self.namespace, self.name, exc)
@@ -97,33 +99,34 @@ class LeaderLease:
         self.last_renewed = time.monotonic()
         return True
 
-    def _new(self) -> k8s.V1Lease:
-        now = utcnow()
-        return k8s.V1Lease(
-            metadata=k8s.V1ObjectMeta(
-                name=self.name,
-                namespace=self.namespace,
-                labels={"app.kubernetes.io/part-of": "chaosaa"},
-            ),
-            spec=k8s.V1LeaseSpec(
-                holder_identity=self.identity,
-                lease_duration_seconds=max(1, round(self.duration)),
-                acquire_time=now,
-                renew_time=now,
-                lease_transitions=0,
-            ),
-        )
+    def _new(self) -> dict[str, Any]:
+        now = micro_time(time.time())
+        return {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {
+                "name": self.name,
+                "namespace": self.namespace,
+                "labels": {"app.kubernetes.io/part-of": "chaosaa"},
+            },
+            "spec": {
+                "holderIdentity": self.identity,
+                "leaseDurationSeconds": max(1, round(self.duration)),
+                "acquireTime": now,
+                "renewTime": now,
+                "leaseTransitions": 0,
+            },
+        }
 
-    def _expired(self, lease: k8s.V1Lease) -> bool:
+    def _expired(self, lease: dict[str, Any]) -> bool:
         spec = _spec(lease)
-        if not spec.holder_identity:
+        if not spec.get("holderIdentity"):
             return True  # released
-        duration = float(spec.lease_duration_seconds or self.duration)
-        if spec.renew_time is not None:
-            age = (utcnow() - spec.renew_time).total_seconds()
-            if age > duration:
-                return True
-        version = lease.metadata.resource_version if lease.metadata is not None else None
+        duration = float(spec.get("leaseDurationSeconds") or self.duration)
+        renewed = parse_micro_time(spec.get("renewTime"))
+        if renewed is not None and time.time() - renewed > duration:
+            return True
+        version = (lease.get("metadata") or {}).get("resourceVersion")
         now = time.monotonic()
         if self._seen is None or self._seen[0] != version:
             self._seen = (version, now)
@@ -156,12 +159,12 @@ class LeaderLease:
             raise LeaseLostError("lease was never acquired")
         for _ in range(2):  # a conflict with our own earlier write: once more, freshly read
             lease = self._lease
-            _spec(lease).renew_time = utcnow()
+            _spec(lease)["renewTime"] = micro_time(time.time())
             try:
                 self._lease = await self.kube.replace_lease(self.namespace, lease)
             except ConflictError:
                 fresh = await self.kube.read_lease(self.namespace, self.name)
-                holder = _spec(fresh).holder_identity if fresh is not None else None
+                holder = _spec(fresh).get("holderIdentity") if fresh is not None else None
                 if fresh is None or holder != self.identity:
                     raise LeaseLostError(
                         f"lease {self.namespace}/{self.name} is now held by {holder}"
@@ -177,8 +180,8 @@ class LeaderLease:
             return
         self.held = False
         lease = self._lease
-        _spec(lease).holder_identity = None
-        _spec(lease).renew_time = utcnow()
+        _spec(lease).pop("holderIdentity", None)
+        _spec(lease)["renewTime"] = micro_time(time.time())
         try:
             await self.kube.replace_lease(self.namespace, lease)
             log.info("lease %s/%s released", self.namespace, self.name)
@@ -186,7 +189,6 @@ class LeaderLease:
             log.warning("releasing lease %s/%s failed: %s", self.namespace, self.name, exc)
 
 
-def _spec(lease: k8s.V1Lease) -> k8s.V1LeaseSpec:
-    if lease.spec is None:
-        lease.spec = k8s.V1LeaseSpec()
-    return lease.spec
+def _spec(lease: dict[str, Any]) -> dict[str, Any]:
+    spec: dict[str, Any] = lease.setdefault("spec", {})
+    return spec

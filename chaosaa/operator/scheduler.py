@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from chaosaa.errors import ChaosaaError
+from chaosaa.kube import AlreadyExistsError
 from chaosaa.operator import runs
 from chaosaa.operator.events import ObjectRef
-from chaosaa.operator.kube import AlreadyExistsError
 from chaosaa.operator.schedule import Decision, decide, next_slot, run_name
 from chaosaa.spec.crd import TERMINAL_PHASES
 from chaosaa.spec.model import GameDay

@@ -9,11 +9,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from chaosaa.errors import ChaosaaError
+from chaosaa.kube import NotFoundError, load_api_client
 from chaosaa.operator import runs
 from chaosaa.operator.config import OperatorConfig
 from chaosaa.operator.events import EventRecorder
 from chaosaa.operator.executor import RunExecutor
-from chaosaa.operator.kube import Kube, NotFoundError, load_api_client
+from chaosaa.operator.kube import Kube
 from chaosaa.operator.lease import LeaderLease
 from chaosaa.operator.metrics import HealthServer, Metrics
 from chaosaa.operator.scheduler import Scheduler

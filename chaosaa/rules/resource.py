@@ -6,8 +6,8 @@ creates it and renews ``spec.expiresAt``; the agent applies the rules, adds its 
 reports ``status`` and reverts when the object is deleted or the expiry lapses.
 
 Names, labels and the object layout live here so that the kubernetes target (which writes
-them) and the agent (which reads them) cannot drift apart; the CRD manifest is in
-``chaosaa.agent.crd``.
+them) and the agent and its janitor (which read them) cannot drift apart; the CRD manifest
+is in ``chaosaa.agent.crd``.
 """
 
 from __future__ import annotations
@@ -34,6 +34,17 @@ MANAGED_BY = "chaosaa"
 LABEL_RUN = "chaosaa.io/run-id"
 LABEL_FAULT = "chaosaa.io/fault"
 LABEL_NODE = "chaosaa.io/node"
+
+# The marks chaosaa leaves on the objects it changes (scaled workloads, cordoned nodes,
+# NetworkPolicies), besides LABEL_RUN and LABEL_FAULT: what the janitor reads to undo them.
+#: on a workload scaled to 0: its replica count before (revert restores exactly this)
+ANN_REPLICAS = "chaosaa.io/replicas-before"
+#: the dead-man switch: once this time has passed, the janitor undoes the change
+ANN_EXPIRES = "chaosaa.io/expires-at"
+#: on a node chaosaa cordoned ("true"); a node cordoned by someone else is never marked
+ANN_CORDONED = "chaosaa.io/cordoned"
+#: the run that made the change
+ANN_RUN = "chaosaa.io/run"
 
 PHASE_PENDING = "Pending"
 PHASE_APPLIED = "Applied"

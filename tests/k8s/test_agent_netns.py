@@ -441,7 +441,7 @@ async def test_the_kubernetes_target_drives_agents_on_every_node_of_the_region(
         await asyncio.sleep(0.3)  # the first heartbeats
         await t.open()
         applied = await t.inject(gd.spec.faults[0], 10)
-        assert len(applied.state["networkFaults"]) == 3 and len(applied.state["policies"]) == 1
+        assert len(applied.state.network_faults) == 3 and len(applied.state.policies) == 1
         t0 = time.monotonic()
         while not await t.verify_effect(applied):
             assert time.monotonic() - t0 < 10

@@ -30,14 +30,10 @@ from chaosaa.agent.agent import Agent, AgentConfig
 from chaosaa.engine import faults
 from chaosaa.engine.run import Run
 from chaosaa.errors import FaultError, LeaseHeldError, SafetyError
+from chaosaa.rules.resource import ANN_EXPIRES, ANN_REPLICAS
 from chaosaa.spec.loader import validate_gameday
 from chaosaa.targets.base import AppliedFault, TargetOptions
-from chaosaa.targets.kubernetes import (
-    ANN_EXPIRES,
-    ANN_REPLICAS,
-    LEASE_NAME,
-    KubernetesTarget,
-)
+from chaosaa.targets.kubernetes import LEASE_NAME, KubernetesTarget
 from tests.k8s.controlplane import ControlPlanes
 
 REGIONS = ("us", "eu", "ap")
@@ -306,7 +302,7 @@ async def test_region_down_scales_to_zero_and_back_to_the_exact_replicas(
         web = k8s.AppsV1Api(eu).read_namespaced_deployment("web", k8s_namespace)
         assert web.metadata.annotations[ANN_REPLICAS] == "3"
         assert ANN_EXPIRES in web.metadata.annotations
-        assert ("eu", "eu-node-2") not in applied.state["nodes"]  # someone else's cordon
+        assert ("eu", "eu-node-2") not in applied.state.nodes  # someone else's cordon
         # the other regions are untouched
         assert replicas(kube_clients["us"], k8s_namespace) == {}
         await t.renew(applied, 10)

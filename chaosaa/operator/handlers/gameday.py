@@ -13,9 +13,9 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from chaosaa.errors import SpecError
+from chaosaa.kube import AlreadyExistsError
 from chaosaa.operator import runs
 from chaosaa.operator.events import ObjectRef
-from chaosaa.operator.kube import AlreadyExistsError
 from chaosaa.operator.schedule import manual_run_name
 from chaosaa.spec.model import GameDay
 

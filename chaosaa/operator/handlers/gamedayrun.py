@@ -16,8 +16,8 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from chaosaa.errors import ChaosaaError
+from chaosaa.kube import ConflictError, NotFoundError
 from chaosaa.operator import runs
-from chaosaa.operator.kube import ConflictError, NotFoundError
 from chaosaa.spec.crd import TERMINAL_PHASES
 
 if TYPE_CHECKING:

@@ -969,7 +969,3 @@ def main() -> None:
     config = _runtime.child_config("chaosaa lab link proxies")
     _runtime.setup_logging("proxy")
     asyncio.run(_amain(config))
-
-
-if __name__ == "__main__":
-    main()

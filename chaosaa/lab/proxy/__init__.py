@@ -27,17 +27,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import random
-import re
 import socket
 import struct
 import time
-import uuid
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -45,13 +41,20 @@ from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from chaosaa.lab import _runtime
+from chaosaa.lab.proxy.conditions import (
+    CLEAR,
+    CONDITION_TYPES,
+    DIRECTIONS,
+    Condition,
+    ConditionError,
+    Conditions,
+    Direction,
+    StreamState,
+    parse_condition,
+)
 
 log = logging.getLogger(__name__)
 
-Direction = Literal["up", "down"]
-DIRECTIONS: tuple[Direction, Direction] = ("up", "down")
-CONDITION_TYPES = ("blackhole", "latency", "bandwidth", "loss")
-_ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 #: read buffer per socket: large reads mean few callbacks per megabyte
 _CHUNK = 256 * 1024
 #: first read buffer of a socket; it grows (x4) while reads fill it
@@ -63,83 +66,6 @@ _WRITE_HIGH = 512 * 1024
 _RTO = 0.2
 _SYN_RTO = 1.0
 _CONNECT_TIMEOUT = 2.0
-
-
-class ConditionError(ValueError):
-    """A condition request is invalid (HTTP 400)."""
-
-
-@dataclass
-class Condition:
-    id: str
-    type: str
-    #: link name -> stream directions affected
-    targets: dict[str, set[Direction]]
-    expires_at: float
-    mode: str = ""
-    delay: float = 0.0
-    jitter: float = 0.0
-    rate: float = 0.0
-    percent: float = 0.0
-    created_at: float = field(default_factory=time.time)
-
-    def applies(self, link: str, direction: Direction) -> bool:
-        return direction in self.targets.get(link, ())
-
-    def to_json(self, now: float) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "type": self.type,
-            "targets": [
-                {"link": link, "dirs": sorted(dirs)} for link, dirs in sorted(self.targets.items())
-            ],
-            "mode": self.mode,
-            "delay": self.delay,
-            "jitter": self.jitter,
-            "rate": self.rate,
-            "percent": self.percent,
-            "createdAt": self.created_at,
-            "expiresIn": max(0.0, self.expires_at - now),
-            "expiresAt": time.time() + max(0.0, self.expires_at - now),
-        }
-
-
-@dataclass(frozen=True)
-class StreamState:
-    """The combined effect of every live condition on one link direction."""
-
-    blackhole: str | None = None  # None, "hang" or "drop"
-    delay: float = 0.0
-    jitter: float = 0.0
-    rate: float = 0.0  # bytes/s; 0 = unlimited
-    loss: float = 0.0  # probability 0..1
-    loss_mode: str = "retransmit"
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "blackhole": self.blackhole,
-            "delay": self.delay,
-            "jitter": self.jitter,
-            "rate": self.rate,
-            "loss": self.loss,
-            "lossMode": self.loss_mode,
-        }
-
-    def carries(self, cond: Condition) -> bool:
-        """Whether this combined state includes the effect of ``cond``."""
-        if cond.type == "blackhole":
-            return self.blackhole == "drop" if cond.mode == "drop" else self.blackhole is not None
-        if cond.type == "latency":
-            return self.delay >= cond.delay and self.jitter >= cond.jitter
-        if cond.type == "bandwidth":
-            return 0 < self.rate <= cond.rate
-        return self.loss >= cond.percent / 100 - 1e-9 and (
-            cond.mode != "reset" or self.loss_mode == "reset"
-        )
-
-
-#: the state of a link direction no condition applies to: data takes the fast path
-CLEAR = StreamState()
 
 
 class TokenBucket:
@@ -567,12 +493,12 @@ class Link:
         cached = self._cache.get(direction)
         if (
             cached is not None
-            and cached[0] == self.proxy.generation
+            and cached[0] == self.proxy.table.generation
             and time.monotonic() < cached[1]
         ):
             return cached[2]
-        generation = self.proxy.generation
-        st, until = self.proxy.compute_state(self.name, direction)
+        generation = self.proxy.table.generation
+        st, until = self.proxy.table.state(self.name, direction)
         self._cache[direction] = (generation, until, st)
         return st
 
@@ -649,9 +575,7 @@ class LinkProxy:
         self.metrics = _Metrics(self.registry)
         self.registry.register(_BytesCollector(self))
         self.links: dict[str, Link] = {}
-        self.conditions: dict[str, Condition] = {}
-        #: bumped on every change of the conditions: invalidates the links' cached states
-        self.generation = 0
+        self.table = Conditions()
         self._reaper: asyncio.Task[None] | None = None
 
     async def add_link(self, name: str, sock: socket.socket, upstream: tuple[str, int]) -> Link:
@@ -676,37 +600,10 @@ class LinkProxy:
                 await link.server.wait_closed()
 
     # -- conditions ------------------------------------------------------------------
-    def state(self, link: str, direction: Direction) -> StreamState:
-        return self.links[link].state(direction)
-
-    def compute_state(self, link: str, direction: Direction) -> tuple[StreamState, float]:
-        """The combined state of a link direction and until when (monotonic) it holds."""
-        now = time.monotonic()
-        until = math.inf
-        blackhole: str | None = None
-        delay = jitter = rate = 0.0
-        keep = 1.0
-        loss_mode = "retransmit"
-        applied = False
-        for c in self.conditions.values():
-            if c.expires_at <= now or not c.applies(link, direction):
-                continue
-            applied = True
-            until = min(until, c.expires_at)
-            if c.type == "blackhole":
-                blackhole = "drop" if c.mode == "drop" or blackhole == "drop" else "hang"
-            elif c.type == "latency":
-                delay += c.delay
-                jitter += c.jitter
-            elif c.type == "bandwidth":
-                rate = c.rate if rate == 0 else min(rate, c.rate)
-            elif c.type == "loss":
-                keep *= 1.0 - c.percent / 100.0
-                if c.mode == "reset":
-                    loss_mode = "reset"
-        if not applied:
-            return CLEAR, until
-        return StreamState(blackhole, delay, jitter, rate, 1.0 - keep, loss_mode), until
+    @property
+    def conditions(self) -> dict[str, Condition]:
+        """Every condition by id, including expired ones the reaper has not removed yet."""
+        return self.table.by_id
 
     def enforcement(self, cond: Condition) -> list[dict[str, Any]]:
         """Per target link direction: is the condition part of the state every stream
@@ -714,7 +611,7 @@ class LinkProxy:
         out = []
         for name, dirs in sorted(cond.targets.items()):
             link = self.links[name]
-            uncut = link.uncut() if cond.type == "blackhole" and cond.mode == "drop" else 0
+            uncut = link.uncut() if cond.resets else 0
             for d in sorted(dirs):
                 out.append(
                     {
@@ -736,12 +633,10 @@ class LinkProxy:
         }
 
     def add_condition(self, body: dict[str, Any]) -> Condition:
-        cond = self._parse(body)
-        if cond.id in self.conditions:
-            raise ConditionError(f"condition {cond.id!r} already exists; renew or delete it")
-        self.conditions[cond.id] = cond
+        cond = parse_condition(body, self.links)
+        self.table.add(cond)
         self._changed(cond.targets)
-        if cond.type == "blackhole" and cond.mode == "drop":
+        if cond.resets:
             # Existing connections must be cut too, not only new connects.
             for name in cond.targets:
                 self.links[name].reset_connections()
@@ -749,15 +644,13 @@ class LinkProxy:
         return cond
 
     def renew(self, cid: str, ttl: float) -> Condition | None:
-        cond = self.conditions.get(cid)
-        if cond is None or cond.expires_at <= time.monotonic():
-            return None
-        cond.expires_at = time.monotonic() + _ttl(ttl)
-        self._changed(cond.targets)
+        cond = self.table.renew(cid, ttl)
+        if cond is not None:
+            self._changed(cond.targets)
         return cond
 
     def remove(self, cid: str) -> Condition | None:
-        cond = self.conditions.pop(cid, None)
+        cond = self.table.remove(cid)
         if cond is not None:
             self._changed(cond.targets)
             log.info("condition %s removed", cid)
@@ -770,79 +663,22 @@ class LinkProxy:
         return len(ids)
 
     def _changed(self, targets: Iterable[str]) -> None:
-        self.generation += 1
         for name in targets:
             self.links[name].notify()
         self._update_gauges()
 
     def _update_gauges(self) -> None:
-        now = time.monotonic()
         for name in self.links:
             for ctype in CONDITION_TYPES:
-                n = sum(
-                    1
-                    for c in self.conditions.values()
-                    if c.type == ctype and name in c.targets and c.expires_at > now
-                )
-                self.metrics.conditions.labels(name, ctype).set(n)
+                self.metrics.conditions.labels(name, ctype).set(self.table.count(name, ctype))
 
     async def _reap(self) -> None:
         """Drop expired conditions: the dead-man switch when nobody renews them."""
         while True:
             await asyncio.sleep(0.05)
-            now = time.monotonic()
-            for cid, cond in list(self.conditions.items()):
-                if cond.expires_at <= now:
-                    log.info("condition %s expired (TTL)", cid)
-                    self.remove(cid)
-
-    def _parse(self, body: dict[str, Any]) -> Condition:
-        ctype = body.get("type")
-        if ctype not in CONDITION_TYPES:
-            raise ConditionError(f"type must be one of {', '.join(CONDITION_TYPES)}")
-        cid = str(body.get("id") or f"c-{uuid.uuid4().hex[:12]}")
-        if not _ID_RE.match(cid):
-            raise ConditionError("id must match [A-Za-z0-9_.:-]{1,128}")
-        raw_targets = body.get("targets")
-        if not isinstance(raw_targets, list) or not raw_targets:
-            raise ConditionError("targets must be a non-empty list of {link, dir}")
-        targets: dict[str, set[Direction]] = {}
-        for t in raw_targets:
-            if not isinstance(t, dict):
-                raise ConditionError("each target is an object {link, dir}")
-            name = t.get("link")
-            if name not in self.links:
-                raise ConditionError(f"unknown link {name!r}; known: {', '.join(self.links)}")
-            d = t.get("dir", "both")
-            dirs: tuple[Direction, ...]
-            if d == "both":
-                dirs = DIRECTIONS
-            elif d in DIRECTIONS:
-                dirs = (d,)
-            else:
-                raise ConditionError("dir must be up, down or both")
-            targets.setdefault(str(name), set()).update(dirs)
-        ttl = _ttl(body.get("ttl"))
-        cond = Condition(cid, str(ctype), targets, time.monotonic() + ttl)
-        if ctype == "blackhole":
-            cond.mode = str(body.get("mode") or "hang")
-            if cond.mode not in ("drop", "hang"):
-                raise ConditionError("blackhole mode must be drop or hang")
-        elif ctype == "latency":
-            cond.delay = _number(body, "delay", required=True)
-            cond.jitter = _number(body, "jitter")
-        elif ctype == "bandwidth":
-            cond.rate = _number(body, "rate", required=True)
-            if cond.rate <= 0:
-                raise ConditionError("rate must be > 0 (bytes per second)")
-        else:
-            cond.percent = _number(body, "percent", required=True)
-            if not 0 <= cond.percent <= 100:
-                raise ConditionError("percent must be within 0..100")
-            cond.mode = str(body.get("mode") or "retransmit")
-            if cond.mode not in ("retransmit", "reset"):
-                raise ConditionError("loss mode must be retransmit or reset")
-        return cond
+            for cid in self.table.expired():
+                log.info("condition %s expired (TTL)", cid)
+                self.remove(cid)
 
     # -- admin API -------------------------------------------------------------------
     def admin_app(self) -> web.Application:
@@ -885,13 +721,12 @@ class LinkProxy:
         return web.json_response({"link": name, "closed": link.reset_connections()})
 
     async def _h_list(self, _r: web.Request) -> web.Response:
-        now = time.monotonic()
-        live = [self.condition_json(c) for c in self.conditions.values() if c.expires_at > now]
+        live = [self.condition_json(c) for c in self.table.all_live()]
         return web.json_response({"conditions": live})
 
     async def _h_get(self, request: web.Request) -> web.Response:
-        cond = self.conditions.get(request.match_info["id"])
-        if cond is None or cond.expires_at <= time.monotonic():
+        cond = self.table.live(request.match_info["id"])
+        if cond is None:
             raise web.HTTPNotFound(text="no such condition")
         return web.json_response(self.condition_json(cond))
 
@@ -933,23 +768,6 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise web.HTTPBadRequest(text="body must be a JSON object")
     return body
-
-
-def _number(body: dict[str, Any], key: str, *, required: bool = False) -> float:
-    value = body.get(key)
-    if value is None:
-        if required:
-            raise ConditionError(f"{key} is required")
-        return 0.0
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        raise ConditionError(f"{key} must be a number >= 0")
-    return float(value)
-
-
-def _ttl(value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 3600:
-        raise ConditionError("ttl is required: seconds, > 0 and <= 3600")
-    return float(value)
 
 
 # -- process entry point ------------------------------------------------------------------

@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import socket
 import struct
 import time
@@ -52,6 +51,7 @@ from chaosaa.lab.proxy.conditions import (
     StreamState,
     parse_condition,
 )
+from chaosaa.lab.proxy.shaping import SYN_RTO, Retransmission, TokenBucket, due_time, lost
 
 log = logging.getLogger(__name__)
 
@@ -63,31 +63,7 @@ _FIRST_CHUNK = 16 * 1024
 _QUEUE_BYTES = 2 * 1024 * 1024
 #: write-buffer high-water mark per socket (asyncio's default, 64 KiB, pauses too early)
 _WRITE_HIGH = 512 * 1024
-_RTO = 0.2
-_SYN_RTO = 1.0
 _CONNECT_TIMEOUT = 2.0
-
-
-class TokenBucket:
-    def __init__(self, rate: float) -> None:
-        self.rate = rate
-        # A small burst (20 ms worth, at least one MTU) keeps the measured rate honest.
-        self.capacity = max(rate * 0.02, 1500.0)
-        self._tokens = self.capacity
-        self._last = time.monotonic()
-
-    def take_now(self, amount: int) -> float:
-        """Take ``amount`` tokens and return 0, or return how long to wait for them."""
-        now = time.monotonic()
-        self._tokens = min(self.capacity, self._tokens + (now - self._last) * self.rate)
-        self._last = now
-        if self._tokens >= amount:
-            self._tokens -= amount
-            return 0.0
-        return (amount - self._tokens) / self.rate
-
-    def piece(self) -> int:
-        return max(1, int(self.capacity))
 
 
 class _BytesCollector(Collector):
@@ -167,7 +143,7 @@ class _Stream:
         self.done = False
         self._resumed: asyncio.Future[None] | None = None
         self._last_due = 0.0
-        self._backoff = _RTO
+        self._retransmission = Retransmission()
 
     @property
     def src(self) -> asyncio.Transport | None:
@@ -230,11 +206,7 @@ class _Stream:
 
     def _enqueue(self, data: bytes | None) -> None:
         now = time.monotonic()
-        due = now
-        if data:
-            st = self.link.state(self.direction)
-            if st.delay or st.jitter:
-                due = now + max(0.0, st.delay + random.uniform(-st.jitter, st.jitter))
+        due = due_time(self.link.state(self.direction), now) if data else now
         due = max(due, self._last_due)  # never reorder the byte stream
         self._last_due = due
         self.queue.append((due, data))
@@ -294,13 +266,8 @@ class _Stream:
         if data is None:
             self._write_eof()
             return True
-        if st.loss > 0 and random.random() < st.loss:
-            # "Lost": the chunk waits one retransmission timeout, doubling while losses
-            # follow each other, as TCP's would.
-            await asyncio.sleep(self._backoff)
-            self._backoff = min(self._backoff * 2, 3.0)
-        else:
-            self._backoff = _RTO
+        if stall := self._retransmission.stall(st.loss):
+            await asyncio.sleep(stall)
         view = memoryview(data)
         sent = 0
         while sent < len(view):
@@ -556,12 +523,12 @@ class Link:
                 await self.wait_change(1.0)
                 continue
             loss = max(s.loss for s in states)
-            if loss > 0 and random.random() < loss:
+            if lost(loss):
                 if any(s.loss_mode == "reset" for s in states):
                     self.proxy.metrics.dropped.labels(self.name, "loss").inc()
                     conn.abort()
                     return False
-                await asyncio.sleep(_SYN_RTO)
+                await asyncio.sleep(SYN_RTO)
                 continue
             return True
         return False

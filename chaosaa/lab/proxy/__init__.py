@@ -35,9 +35,6 @@ from collections.abc import Iterable
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Gauge
-from prometheus_client.core import CounterMetricFamily, Metric
-from prometheus_client.registry import Collector
 
 from chaosaa.lab import _runtime
 from chaosaa.lab.proxy.conditions import (
@@ -51,6 +48,7 @@ from chaosaa.lab.proxy.conditions import (
     StreamState,
     parse_condition,
 )
+from chaosaa.lab.proxy.metrics import ProxyMetrics
 from chaosaa.lab.proxy.shaping import SYN_RTO, Retransmission, TokenBucket, due_time, lost
 
 log = logging.getLogger(__name__)
@@ -64,50 +62,6 @@ _QUEUE_BYTES = 2 * 1024 * 1024
 #: write-buffer high-water mark per socket (asyncio's default, 64 KiB, pauses too early)
 _WRITE_HIGH = 512 * 1024
 _CONNECT_TIMEOUT = 2.0
-
-
-class _BytesCollector(Collector):
-    """``chaosaa_proxy_bytes_total`` from the links' plain counters, at scrape time."""
-
-    def __init__(self, proxy: LinkProxy) -> None:
-        self.proxy = proxy
-
-    def collect(self) -> Iterable[Metric]:
-        family = CounterMetricFamily(
-            "chaosaa_proxy_bytes", "Bytes forwarded by a link proxy", labels=["link", "direction"]
-        )
-        for name, link in self.proxy.links.items():
-            for d in DIRECTIONS:
-                family.add_metric([name, d], link.sent[d])
-        yield family
-
-
-class _Metrics:
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.connections = Counter(
-            "chaosaa_proxy_connections_total",
-            "Connections accepted by a link proxy",
-            ["link"],
-            registry=registry,
-        )
-        self.active = Gauge(
-            "chaosaa_proxy_active_connections",
-            "Connections currently open through a link proxy",
-            ["link"],
-            registry=registry,
-        )
-        self.dropped = Counter(
-            "chaosaa_proxy_dropped_connections_total",
-            "Connections reset or refused by a link condition",
-            ["link", "reason"],
-            registry=registry,
-        )
-        self.conditions = Gauge(
-            "chaosaa_proxy_conditions_active",
-            "Live conditions on a link",
-            ["link", "type"],
-            registry=registry,
-        )
 
 
 def _reset(transport: asyncio.Transport) -> None:
@@ -538,10 +492,8 @@ class LinkProxy:
     """All links of a lab plus their conditions; usable in-process (tests) or as a process."""
 
     def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        self.metrics = _Metrics(self.registry)
-        self.registry.register(_BytesCollector(self))
         self.links: dict[str, Link] = {}
+        self.metrics = ProxyMetrics(self.links)
         self.table = Conditions()
         self._reaper: asyncio.Task[None] | None = None
 
@@ -660,7 +612,7 @@ class LinkProxy:
         r.add_get("/conditions/{id}", self._h_get)
         r.add_post("/conditions/{id}/renew", self._h_renew)
         r.add_delete("/conditions/{id}", self._h_delete)
-        r.add_get("/metrics", _runtime.metrics_handler(self.registry))
+        r.add_get("/metrics", _runtime.metrics_handler(self.metrics.registry))
         return app
 
     async def _h_health(self, _r: web.Request) -> web.Response:

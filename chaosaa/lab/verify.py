@@ -24,13 +24,12 @@ bandwidth of the system under test.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import socket
-import struct
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
+
+from chaosaa.lab import _runtime
 
 #: a held link must not answer a probe within this window (~10x an unfaulted round trip)
 HOLD_WINDOW = 0.02
@@ -118,11 +117,7 @@ async def probe(host: str, port: int, window: float) -> Probe:
             transport.close()
         else:
             # Reset, so the proxy does not keep holding a connection nobody waits for.
-            sock = transport.get_extra_info("socket")
-            if sock is not None:
-                with contextlib.suppress(OSError):
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            transport.abort()
+            _runtime.reset(transport)
     if proto.first_byte is not None:  # any byte back: the link forwards both ways
         return Probe("answered", proto.first_byte - sent, proto.status())
     if proto.ended_at is not None:

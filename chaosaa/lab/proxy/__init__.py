@@ -28,7 +28,6 @@ import asyncio
 import contextlib
 import logging
 import socket
-import struct
 import time
 from collections import deque
 from collections.abc import Iterable
@@ -62,15 +61,6 @@ _QUEUE_BYTES = 2 * 1024 * 1024
 #: write-buffer high-water mark per socket (asyncio's default, 64 KiB, pauses too early)
 _WRITE_HIGH = 512 * 1024
 _CONNECT_TIMEOUT = 2.0
-
-
-def _reset(transport: asyncio.Transport) -> None:
-    """Close with RST, not FIN, like a firewall reject mid-stream."""
-    sock = transport.get_extra_info("socket")
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    transport.abort()
 
 
 class _Stream:
@@ -322,7 +312,7 @@ class _Connection:
 
     def upstream_made(self, transport: asyncio.Transport) -> None:
         if self.closed:  # cut while we were connecting
-            _reset(transport)
+            _runtime.reset(transport)
             return
         self.upstream = transport
         self.up.connected()
@@ -343,7 +333,7 @@ class _Connection:
         self._reset = self.closed = True
         for t in (self.client, self.upstream):
             if t is not None:
-                _reset(t)
+                _runtime.reset(t)
         self._cancel_tasks()
 
     def lost(self, client: bool, exc: Exception | None) -> None:

@@ -130,3 +130,17 @@ async def serve_app(app: web.Application, sock: socket.socket) -> web.AppRunner:
     site = web.SockSite(runner, sock)
     await site.start()
     return runner
+
+
+async def json_object(request: web.Request, invalid: Callable[[str], Exception]) -> dict[str, Any]:
+    """The request's body as a JSON object (``{}`` without a body); anything else raises
+    ``invalid(message)``."""
+    if not request.can_read_body:
+        return {}
+    try:
+        body = await request.json()
+    except ValueError as exc:
+        raise invalid(f"body is not JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise invalid("body must be a JSON object")
+    return body

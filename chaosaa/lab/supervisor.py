@@ -35,7 +35,15 @@ from prometheus_client import CollectorRegistry, Gauge
 from pydantic import ValidationError
 
 from chaosaa.lab import _runtime
-from chaosaa.lab.faults import ROUTER, FaultPlan, FaultRequest, plan, seconds
+from chaosaa.lab.faults import (
+    FAULT_TYPES,
+    ROUTER,
+    FaultPlan,
+    FaultRequest,
+    plan,
+    resets_connections,
+    seconds,
+)
 from chaosaa.lab.paths import StatePaths, validate_regions
 from chaosaa.lab.verify import probe_checks, readback_checks
 
@@ -698,14 +706,7 @@ class Supervisor:
                         await self.revert(fid, "ttl expired")
 
     def _update_gauges(self) -> None:
-        for t in (
-            "blackhole",
-            "latency",
-            "replicationLag",
-            "regionDown",
-            "bandwidth",
-            "packetLoss",
-        ):
+        for t in FAULT_TYPES:
             self.faults_gauge.labels(t).set(
                 sum(1 for f in self.faults.values() if f.request.type == t)
             )
@@ -763,7 +764,7 @@ class Supervisor:
             t["link"]
             for f in others
             for c in f.plan.conditions
-            if c["type"] == "blackhole" and c.get("mode") == "drop"
+            if resets_connections(c)
             for t in c["targets"]
         }
         return _Surroundings(shared, {link for link, _ in shared} | stopped_links, dropped)

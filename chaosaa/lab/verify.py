@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from chaosaa.lab import _runtime
+from chaosaa.lab.faults import CONDITION_CHECKS
 
 #: a held link must not answer a probe within this window (~10x an unfaulted round trip)
 HOLD_WINDOW = 0.02
@@ -133,17 +134,6 @@ def _targets(cond: Mapping[str, Any]) -> list[tuple[str, list[str]]]:
     return out
 
 
-def _shows(state: Mapping[str, Any], ctype: str) -> bool:
-    """Whether a link direction's state (proxy ``GET /links``) shows a condition type."""
-    if ctype == "blackhole":
-        return state.get("blackhole") is not None
-    if ctype == "latency":
-        return bool(state.get("delay") or state.get("jitter"))
-    if ctype == "bandwidth":
-        return bool(state.get("rate"))
-    return bool(state.get("loss"))
-
-
 def readback_checks(
     conditions: Iterable[tuple[str, Mapping[str, Any]]],
     live: Mapping[str, Mapping[str, Any]],
@@ -175,14 +165,11 @@ def readback_checks(
             )
             continue
         showing = []
+        shows = CONDITION_CHECKS[str(cond["type"])].shows
         for link, dirs in _targets(cond):
             if (link, cond["type"]) in shared or link_states is None:
                 continue
-            showing += [
-                f"{link} {d}"
-                for d in dirs
-                if _shows(link_states.get(link, {}).get(d, {}), str(cond["type"]))
-            ]
+            showing += [f"{link} {d}" for d in dirs if shows(link_states.get(link, {}).get(d, {}))]
         checks.append(
             {
                 "check": f"condition {cid} ({cond['type']}) removed",
@@ -204,7 +191,8 @@ def _planned_probes(
 ) -> Iterator[tuple[Check, str, float]]:
     """(check, link, window) for each probe one planned condition calls for."""
     links = [link for link, _ in _targets(cond)]
-    if cond["type"] == "blackhole":
+    kind = CONDITION_CHECKS[str(cond["type"])].probe
+    if kind == "cut":
         mode = str(cond.get("mode") or "hang")
         for link in links:
             if active:
@@ -213,7 +201,7 @@ def _planned_probes(
                 yield {"check": f"link {link} cut", "mode": mode, "expect": expect}, link, window
             elif link not in skip:
                 yield {"check": f"link {link} open", "expect": "answered"}, link, ANSWER_TIMEOUT
-    elif cond["type"] == "latency":
+    elif kind == "delay":
         floor = min(HOLD_WINDOW, latency_floor(cond))
         if floor <= 0:
             return
@@ -233,7 +221,7 @@ async def probe_checks(
     skip: set[str],
     dropped: set[str],
 ) -> list[Check]:
-    """Probe the links of blackhole and latency conditions, all at once.
+    """Probe the links of the conditions whose check calls for a probe, all at once.
 
     ``skip``: links whose probe would say nothing about this fault after a revert (other
     faults act on them, or their node is stopped); ``dropped``: links another active

@@ -35,6 +35,7 @@ from prometheus_client import CollectorRegistry, Gauge
 from pydantic import ValidationError
 
 from chaosaa.lab import _runtime
+from chaosaa.lab._procfs import process_state
 from chaosaa.lab.faults import (
     FAULT_TYPES,
     ROUTER,
@@ -44,15 +45,13 @@ from chaosaa.lab.faults import (
     resets_connections,
     seconds,
 )
-from chaosaa.lab.paths import StatePaths, validate_regions
+from chaosaa.lab.paths import StatePaths, child_environment, validate_regions
 from chaosaa.lab.verify import probe_checks, readback_checks
 
 log = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
 READY_TIMEOUT = 60.0
-#: children import chaosaa from the same tree as the supervisor, installed or not
-_PKG_ROOT = str(Path(__file__).resolve().parents[2])
 
 
 def iso(unix: float) -> str:
@@ -75,16 +74,6 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((HOST, 0))
         return int(s.getsockname()[1])
-
-
-def process_state(pid: int) -> str | None:
-    """One-letter state from /proc (``T`` = stopped), or None if the process is gone."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
-            stat = f.read()
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[1].split()[0]
 
 
 async def _wait_state(pid: int, *, stopped: bool, limit: float = 2.0) -> None:
@@ -406,9 +395,7 @@ class Supervisor:
                 f.close()
 
     async def _spawn_all(self) -> None:
-        env = dict(os.environ)
-        pkg_root = _PKG_ROOT
-        env["PYTHONPATH"] = os.pathsep.join(x for x in (pkg_root, env.get("PYTHONPATH", "")) if x)
+        env = child_environment()
         for child in self.children.values():
             logf = await asyncio.to_thread(child.log_path.open, "ab")
             self._log_files.append(logf)
@@ -925,13 +912,6 @@ def _atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _cleanup(paths: StatePaths) -> None:
-    for f in (paths.status, paths.status.with_suffix(".tmp")):
-        f.unlink(missing_ok=True)
-    for d in (paths.run, paths.prometheus_data, paths.data):
-        shutil.rmtree(d, ignore_errors=True)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description="chaosaa lab supervisor")
     parser.add_argument("--state-dir", type=Path, required=True)
@@ -960,7 +940,7 @@ def main() -> None:
         )
         asyncio.run(sup.run())
     finally:
-        _cleanup(paths)
+        paths.remove_run_state()
         paths.lock.unlink(missing_ok=True)
         os.close(lock_fd)
         log.info("lab stopped")

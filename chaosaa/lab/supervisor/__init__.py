@@ -944,7 +944,3 @@ def main() -> None:
         paths.lock.unlink(missing_ok=True)
         os.close(lock_fd)
         log.info("lab stopped")
-
-
-if __name__ == "__main__":
-    main()

@@ -16,9 +16,7 @@ import fcntl
 import json
 import logging
 import os
-import shutil
 import signal
-import socket
 import sys
 import time
 import uuid
@@ -26,10 +24,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import aiohttp
-import yaml
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Gauge
 from pydantic import ValidationError
@@ -45,7 +42,10 @@ from chaosaa.lab.faults import (
     resets_connections,
     seconds,
 )
-from chaosaa.lab.paths import StatePaths, child_environment, validate_regions
+from chaosaa.lab.paths import StatePaths, validate_regions
+from chaosaa.lab.supervisor.config import Layout
+from chaosaa.lab.supervisor.demo import DemoSystem
+from chaosaa.lab.supervisor.processes import Processes, _wait_state, watch_owner
 from chaosaa.lab.verify import probe_checks, readback_checks
 
 log = logging.getLogger(__name__)
@@ -58,46 +58,6 @@ def iso(unix: float) -> str:
     return (
         datetime.fromtimestamp(unix, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     )
-
-
-def listen_socket() -> socket.socket:
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind((HOST, 0))
-    s.listen(512)
-    s.set_inheritable(True)
-    return s
-
-
-def free_port() -> int:
-    """A free port for Prometheus, which cannot take an inherited socket."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
-async def _wait_state(pid: int, *, stopped: bool, limit: float = 2.0) -> None:
-    """Signals are delivered asynchronously: wait until /proc shows the new state, so
-    that answering the API means the fault is in place (or gone)."""
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        state = await asyncio.to_thread(process_state, pid)
-        if state is None or (state == "T") == stopped:
-            return
-        await asyncio.sleep(0.005)
-    log.warning(
-        "process %s did not become %s in %ss", pid, "stopped" if stopped else "running", limit
-    )
-
-
-@dataclass
-class Child:
-    name: str
-    argv: list[str]
-    log_path: Path
-    pass_fds: tuple[int, ...] = ()
-    proc: asyncio.subprocess.Process | None = None
-    exit_reported: bool = False
 
 
 @dataclass
@@ -168,16 +128,13 @@ class Supervisor:
         self.started_unix = time.time()
         self.phase = "starting"
         self.problems: list[str] = []
-        self.children: dict[str, Child] = {}
         self.faults: dict[str, ActiveFault] = {}
         self.history: list[ActiveFault] = []
         self._stop_refs: dict[str, int] = {}
         self.lease: tuple[str, float] | None = None
-        self._sockets: list[socket.socket] = []
         self._shutdown = asyncio.Event()
         self._lock = asyncio.Lock()
         self._session: aiohttp.ClientSession | None = None
-        self._log_files: list[IO[bytes]] = []
         self.registry = CollectorRegistry()
         self.faults_gauge = Gauge(
             "chaosaa_lab_faults_active",
@@ -191,175 +148,20 @@ class Supervisor:
             ["region"],
             registry=self.registry,
         )
-        self._prepare()
-
-    # -- setup (synchronous, before the event loop) ------------------------------------
-    def _sock(self) -> socket.socket:
-        s = listen_socket()
-        self._sockets.append(s)
-        return s
-
-    def _prepare(self) -> None:
-        p = self.paths
-        for d in (p.logs, p.run):
-            d.mkdir(parents=True, exist_ok=True)
-        for d in (p.data, p.prometheus_data):
-            shutil.rmtree(d, ignore_errors=True)
-            d.mkdir(parents=True)
-        p.events.write_text("")
-        self.admin_sock = self._sock()
-        self.admin_url = f"http://{HOST}:{self.admin_sock.getsockname()[1]}"
-        node_socks = {r: self._sock() for r in self.regions}
-        router_sock = self._sock()
-        proxy_admin = self._sock()
-        link_socks: dict[str, tuple[socket.socket, str, int]] = {}
-        for r in self.regions:
-            link_socks[f"{ROUTER}>{r}"] = (self._sock(), ROUTER, node_socks[r].getsockname()[1])
-            for o in self.regions:
-                if o != r:
-                    link_socks[f"{r}>{o}"] = (self._sock(), r, node_socks[o].getsockname()[1])
-        prom_port = free_port()
-
-        def url(s: socket.socket) -> str:
-            return f"http://{HOST}:{s.getsockname()[1]}"
-
-        self.node_urls = {r: url(s) for r, s in node_socks.items()}
-        self.link_urls = {name: url(s) for name, (s, _, _) in link_socks.items()}
-        self.link_addresses = {
-            name: (HOST, int(s.getsockname()[1])) for name, (s, _, _) in link_socks.items()
-        }
-        self.link_info = {
-            name: {
-                "url": url(s),
-                "upstream": f"{HOST}:{port}",
-                "kind": "client" if src == ROUTER else "replication",
-                "source": src,
-                "target": name.split(">", 1)[1],
-            }
-            for name, (s, src, port) in link_socks.items()
-        }
-        self.router_url = url(router_sock)
-        self.proxy_url = url(proxy_admin)
-        self.prometheus_url = f"http://{HOST}:{prom_port}"
-
-        py = [sys.executable, "-m"]
-        parent = ["--parent", str(os.getpid())]
-        for r in self.regions:
-            cfg = {
-                "region": r,
-                "fd": node_socks[r].fileno(),
-                "db": str(p.data / f"{r}.sqlite"),
-                "peers": {o: self.link_urls[f"{r}>{o}"] for o in self.regions if o != r},
-            }
-            path = self._write_json(f"node-{r}.json", cfg)
-            self.children[f"node-{r}"] = Child(
-                f"node-{r}",
-                [*py, "chaosaa.lab.node", "--config", str(path), *parent],
-                p.logs / f"node-{r}.log",
-                (node_socks[r].fileno(),),
-            )
-        proxy_cfg = {
-            "adminFd": proxy_admin.fileno(),
-            "links": [
-                {"name": n, "fd": s.fileno(), "upstreamHost": HOST, "upstreamPort": port}
-                for n, (s, _, port) in link_socks.items()
-            ],
-        }
-        path = self._write_json("proxy.json", proxy_cfg)
-        self.children["proxy"] = Child(
-            "proxy",
-            [*py, "chaosaa.lab.proxy", "--config", str(path), *parent],
-            p.logs / "proxy.log",
-            (proxy_admin.fileno(), *(s.fileno() for s, _, _ in link_socks.values())),
+        self.system = DemoSystem()
+        layout = self.layout = Layout(
+            paths, regions, self.system, prometheus_bin, self.router_policy
         )
-        router_cfg = {
-            "fd": router_sock.fileno(),
-            "regions": {r: self.link_urls[f"{ROUTER}>{r}"] for r in self.regions},
-            "eventLog": str(p.events),
-            "policy": self.router_policy,
-        }
-        path = self._write_json("router.json", router_cfg)
-        self.children["router"] = Child(
-            "router",
-            [*py, "chaosaa.lab.router", "--config", str(path), *parent],
-            p.logs / "router.log",
-            (router_sock.fileno(),),
-        )
-        prom_cfg = p.run / "prometheus.yml"
-        prom_cfg.write_text(yaml.safe_dump(self._prometheus_config(), sort_keys=False))
-        self.children["prometheus"] = Child(
-            "prometheus",
-            [
-                *py,
-                "chaosaa.lab._exec",
-                *parent,
-                "--",
-                self.prometheus_bin,
-                f"--config.file={prom_cfg}",
-                f"--storage.tsdb.path={p.prometheus_data}",
-                f"--web.listen-address={HOST}:{prom_port}",
-                "--storage.tsdb.retention.time=1d",
-                "--web.enable-lifecycle",
-            ],
-            p.logs / "prometheus.log",
-        )
-
-    def _write_json(self, name: str, data: dict[str, Any]) -> Path:
-        path = self.paths.run / name
-        path.write_text(json.dumps(data, indent=2))
-        return path
-
-    def _prometheus_config(self) -> dict[str, Any]:
-        def hostport(url: str) -> str:
-            return url.removeprefix("http://")
-
-        return {
-            "global": {
-                "scrape_interval": "1s",
-                "scrape_timeout": "900ms",
-                "evaluation_interval": "1s",
-            },
-            "scrape_configs": [
-                {
-                    "job_name": "chaosaa-node",
-                    # Metric labels (region, source, target) are the contract: keep them.
-                    "honor_labels": True,
-                    "static_configs": [
-                        {"targets": [hostport(u)], "labels": {"region": r}}
-                        for r, u in self.node_urls.items()
-                    ],
-                },
-                {
-                    "job_name": "chaosaa-router",
-                    "honor_labels": True,
-                    "static_configs": [{"targets": [hostport(self.router_url)]}],
-                },
-                {
-                    "job_name": "chaosaa-proxy",
-                    "honor_labels": True,
-                    "static_configs": [{"targets": [hostport(self.proxy_url)]}],
-                },
-                {
-                    "job_name": "chaosaa-supervisor",
-                    "honor_labels": True,
-                    "static_configs": [{"targets": [hostport(self.admin_url)]}],
-                },
-            ],
-        }
-
-    # -- lifecycle -------------------------------------------------------------------
-    async def _watch_owner(self, pid: int) -> None:
-        """Shut down once the process that owns this ephemeral lab is gone (even SIGKILL)."""
-        while True:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                log.warning("owner process %d is gone: shutting the ephemeral lab down", pid)
-                self._shutdown.set()
-                return
-            except PermissionError:
-                pass  # exists, owned by someone else
-            await asyncio.sleep(1.0)
+        self.processes = Processes(layout.children)
+        self.admin_sock = layout.admin_sock
+        self.admin_url = layout.admin_url
+        self.router_url = layout.router_url
+        self.proxy_url = layout.proxy_url
+        self.prometheus_url = layout.prometheus_url
+        self.node_urls = layout.node_urls
+        self.link_urls = layout.link_urls
+        self.link_addresses = layout.link_addresses
+        self.link_info = layout.link_info
 
     async def run(self) -> None:
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2.0))
@@ -370,44 +172,23 @@ class Supervisor:
         await self._write_status()
         tasks = []
         try:
-            await self._spawn_all()
-            # The children own their sockets now; our copies would keep ports open after
-            # a child died and make "port closed" checks lie.
-            for s in self._sockets:
-                if s is not self.admin_sock:
-                    s.close()
+            await self.processes.spawn_all()
+            self.layout.close_inherited()
             tasks = [
                 asyncio.create_task(self._expire_loop()),
-                asyncio.create_task(self._watch_children()),
+                asyncio.create_task(self.processes.watch()),
                 asyncio.create_task(self._become_ready()),
             ]
             if self.owner_pid is not None:
-                tasks.append(asyncio.create_task(self._watch_owner(self.owner_pid)))
+                tasks.append(asyncio.create_task(watch_owner(self.owner_pid, self._shutdown)))
             await self._shutdown.wait()
         finally:
             self.phase = "stopping"
             await _runtime.cancel_and_wait(tasks)
             await self._revert_all("lab shutting down")
-            await self._stop_children()
+            await self.processes.stop_all()
             await runner.cleanup()
             await self._session.close()
-            for f in self._log_files:
-                f.close()
-
-    async def _spawn_all(self) -> None:
-        env = child_environment()
-        for child in self.children.values():
-            logf = await asyncio.to_thread(child.log_path.open, "ab")
-            self._log_files.append(logf)
-            child.proc = await asyncio.create_subprocess_exec(
-                *child.argv,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=logf,
-                stderr=asyncio.subprocess.STDOUT,
-                pass_fds=child.pass_fds,
-                env=env,
-            )
-            log.info("started %s pid %s", child.name, child.proc.pid)
 
     async def _become_ready(self) -> None:
         deadline = time.monotonic() + READY_TIMEOUT
@@ -426,29 +207,6 @@ class Supervisor:
         await self._write_status()
         log.error("lab did not become ready: %s", "; ".join(self.problems))
 
-    async def _watch_children(self) -> None:
-        while True:
-            for child in self.children.values():
-                if child.proc and child.proc.returncode is not None and not child.exit_reported:
-                    child.exit_reported = True
-                    log.error("%s exited with code %s", child.name, child.proc.returncode)
-            await asyncio.sleep(0.5)
-
-    async def _stop_children(self) -> None:
-        procs = [c.proc for c in self.children.values() if c.proc and c.proc.returncode is None]
-        for proc in procs:
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signal.SIGCONT)  # a SIGSTOPped node cannot handle SIGTERM
-                proc.terminate()
-        deadline = time.monotonic() + 5.0
-        for proc in procs:
-            try:
-                await asyncio.wait_for(proc.wait(), max(0.1, deadline - time.monotonic()))
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-                await proc.wait()
-
     # -- status ----------------------------------------------------------------------
     async def _http_ok(self, url: str, limit: float = 0.5) -> tuple[bool, Any]:
         assert self._session is not None
@@ -466,16 +224,8 @@ class Supervisor:
         except (aiohttp.ClientError, OSError) as exc:
             return False, f"{type(exc).__name__}: {exc}"
 
-    def _proc_detail(self, name: str) -> tuple[bool, str | None, int | None]:
-        child = self.children[name]
-        if child.proc is None:
-            return False, "not started", None
-        if child.proc.returncode is not None:
-            return False, f"exited with code {child.proc.returncode} (see {child.log_path})", None
-        return True, None, child.proc.pid
-
     async def _component(self, name: str, url: str | None) -> dict[str, Any]:
-        alive, detail, pid = self._proc_detail(name)
+        alive, detail, pid = self.processes.detail(name)
         out: dict[str, Any] = {"healthy": False, "pid": pid, "detail": detail}
         if not alive:
             return out
@@ -499,7 +249,7 @@ class Supervisor:
             return {"healthy": False, "detail": f"targets API: {body}"}
         targets = body.get("data", {}).get("activeTargets", [])
         down = [t["scrapeUrl"] for t in targets if t.get("health") != "up"]
-        expected = len(self.regions) + 3
+        expected = self.layout.scrape_targets()
         if len(targets) < expected or down:
             return {
                 "healthy": False,
@@ -508,11 +258,7 @@ class Supervisor:
         return {"targetsUp": len(targets)}
 
     async def status(self) -> dict[str, Any]:
-        names = [f"node-{r}" for r in self.regions]
-        urls: dict[str, str | None] = {n: f"{self.node_urls[n[5:]]}/healthz" for n in names}
-        urls["router"] = f"{self.router_url}/healthz"
-        urls["proxy"] = f"{self.proxy_url}/healthz"
-        urls["prometheus"] = f"{self.prometheus_url}/-/ready"
+        urls = {n: self.layout.children[n].health_url for n in self.layout.components}
         results = await asyncio.gather(*(self._component(n, u) for n, u in urls.items()))
         components = dict(zip(urls, results, strict=True))
         router_view: dict[str, Any] = {}
@@ -587,10 +333,10 @@ class Supervisor:
                 return r.status, text
 
     def _node_pid(self, region: str) -> int:
-        proc = self.children[f"node-{region}"].proc
-        if proc is None or proc.returncode is not None:
+        pid = self.processes.running_pid(self.system.frozen(region)[0])
+        if pid is None:
             raise FaultApiError(409, f"node {region} is not running")
-        return proc.pid
+        return pid
 
     async def inject(self, body: dict[str, Any]) -> ActiveFault:
         try:

@@ -15,6 +15,7 @@ import socket
 import struct
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,13 @@ def inherited_socket(fd: int) -> socket.socket:
     sock = socket.socket(fileno=fd)
     sock.setblocking(False)
     return sock
+
+
+def iso(unix: float) -> str:
+    """A Unix time as the lab's APIs write it: UTC, ISO 8601, milliseconds, ``Z``."""
+    return (
+        datetime.fromtimestamp(unix, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    )
 
 
 def reset(transport: asyncio.Transport) -> None:

@@ -20,6 +20,12 @@ userspace equivalents):
   chunk is, with probability ``percent``, held for one retransmission timeout (200 ms,
   doubling on consecutive losses) and each new connection for the initial SYN timeout
   (1 s). ``mode=reset`` instead resets that percentage of new connections.
+
+Modules, bottom up: ``conditions`` (the model, validation, how conditions combine, TTL),
+``shaping`` (token bucket, delay and jitter, loss stalls), ``metrics``, ``streams`` (the
+data plane: connections and their streams), ``links``, ``admin`` (the admin HTTP API),
+``linkproxy`` (:class:`LinkProxy`), ``__main__`` (the process, ``python -m
+chaosaa.lab.proxy``).
 """
 
 from chaosaa.lab.proxy.conditions import (

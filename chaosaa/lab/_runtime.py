@@ -12,8 +12,10 @@ import logging
 import os
 import signal
 import socket
+import struct
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +77,22 @@ def inherited_socket(fd: int) -> socket.socket:
     return sock
 
 
+def iso(unix: float) -> str:
+    """A Unix time as the lab's APIs write it: UTC, ISO 8601, milliseconds, ``Z``."""
+    return (
+        datetime.fromtimestamp(unix, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    )
+
+
+def reset(transport: asyncio.Transport) -> None:
+    """Close with RST, not FIN, like a firewall reject mid-stream."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
+
+
 def metrics_handler(
     registry: CollectorRegistry,
 ) -> Callable[[web.Request], Awaitable[web.Response]]:
@@ -120,3 +138,17 @@ async def serve_app(app: web.Application, sock: socket.socket) -> web.AppRunner:
     site = web.SockSite(runner, sock)
     await site.start()
     return runner
+
+
+async def json_object(request: web.Request, invalid: Callable[[str], Exception]) -> dict[str, Any]:
+    """The request's body as a JSON object (``{}`` without a body); anything else raises
+    ``invalid(message)``."""
+    if not request.can_read_body:
+        return {}
+    try:
+        body = await request.json()
+    except ValueError as exc:
+        raise invalid(f"body is not JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise invalid("body must be a JSON object")
+    return body

@@ -23,10 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from chaosaa.errors import EnvironmentError_, InvalidInputError
+from chaosaa.lab._procfs import process_state
 from chaosaa.lab.paths import (
     DEFAULT_REGIONS,
     ENV_PROMETHEUS_BIN,
     StatePaths,
+    child_environment,
     resolve_state_dir,
     validate_regions,
 )
@@ -101,11 +103,7 @@ def _pid_is_supervisor(pid: int) -> bool:
 
 
 def _process_gone(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+    return process_state(pid) in (None, "Z")
 
 
 def running_lab(state_dir: Path) -> RunningLab | None:
@@ -148,9 +146,6 @@ def up(
         )
     paths.logs.mkdir(parents=True, exist_ok=True)
     paths.status.unlink(missing_ok=True)  # stale file from a crashed lab
-    env = dict(os.environ)
-    pkg_root = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = os.pathsep.join(x for x in (pkg_root, env.get("PYTHONPATH", "")) if x)
     with paths.supervisor_log.open("ab") as logf:
         proc = subprocess.Popen(
             [
@@ -171,7 +166,7 @@ def up(
             stdout=logf,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # detached: survives the CLI and its terminal
-            env=env,
+            env=child_environment(),
         )
     _STARTED[proc.pid] = proc
     try:
@@ -297,7 +292,5 @@ def _terminate(pid: int, paths: StatePaths) -> None:
 
 
 def _remove_leftovers(paths: StatePaths) -> None:
-    paths.status.unlink(missing_ok=True)
+    paths.remove_run_state()
     paths.lock.unlink(missing_ok=True)
-    for d in (paths.run, paths.prometheus_data, paths.data):
-        shutil.rmtree(d, ignore_errors=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from pathlib import Path
 
 ENV_STATE_DIR = "CHAOSAA_LAB_STATE"
@@ -14,6 +15,19 @@ REGION_RE = re.compile(r"^[a-z][a-z0-9-]{0,15}$")
 STATUS_FILE = "lab.json"
 LOCK_FILE = "lab.lock"
 EVENT_LOG = "router-events.jsonl"
+
+#: the tree this chaosaa was imported from: every lab process runs the same code,
+#: installed or not
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]
+
+
+def child_environment() -> dict[str, str]:
+    """The environment for a lab process: ours, with :data:`PACKAGE_ROOT` on PYTHONPATH."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        x for x in (str(PACKAGE_ROOT), env.get("PYTHONPATH", "")) if x
+    )
+    return env
 
 
 def default_state_dir() -> Path:
@@ -51,3 +65,11 @@ class StatePaths:
         self.data = root / "data"
         self.prometheus_data = root / "prometheus-data"
         self.supervisor_log = self.logs / "supervisor.log"
+
+    def remove_run_state(self) -> None:
+        """Remove what only a running lab needs: the status file, generated configs, data.
+        Logs and the router's event log stay."""
+        for f in (self.status, self.status.with_suffix(".tmp")):
+            f.unlink(missing_ok=True)
+        for d in (self.run, self.prometheus_data, self.data):
+            shutil.rmtree(d, ignore_errors=True)

@@ -24,13 +24,13 @@ bandwidth of the system under test.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import socket
-import struct
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
+
+from chaosaa.lab import _runtime
+from chaosaa.lab.faults import CONDITION_CHECKS
 
 #: a held link must not answer a probe within this window (~10x an unfaulted round trip)
 HOLD_WINDOW = 0.02
@@ -118,11 +118,7 @@ async def probe(host: str, port: int, window: float) -> Probe:
             transport.close()
         else:
             # Reset, so the proxy does not keep holding a connection nobody waits for.
-            sock = transport.get_extra_info("socket")
-            if sock is not None:
-                with contextlib.suppress(OSError):
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            transport.abort()
+            _runtime.reset(transport)
     if proto.first_byte is not None:  # any byte back: the link forwards both ways
         return Probe("answered", proto.first_byte - sent, proto.status())
     if proto.ended_at is not None:
@@ -136,17 +132,6 @@ def _targets(cond: Mapping[str, Any]) -> list[tuple[str, list[str]]]:
         dirs = ["down", "up"] if t.get("dir", "both") == "both" else [t["dir"]]
         out.append((str(t["link"]), dirs))
     return out
-
-
-def _shows(state: Mapping[str, Any], ctype: str) -> bool:
-    """Whether a link direction's state (proxy ``GET /links``) shows a condition type."""
-    if ctype == "blackhole":
-        return state.get("blackhole") is not None
-    if ctype == "latency":
-        return bool(state.get("delay") or state.get("jitter"))
-    if ctype == "bandwidth":
-        return bool(state.get("rate"))
-    return bool(state.get("loss"))
 
 
 def readback_checks(
@@ -180,14 +165,11 @@ def readback_checks(
             )
             continue
         showing = []
+        shows = CONDITION_CHECKS[str(cond["type"])].shows
         for link, dirs in _targets(cond):
             if (link, cond["type"]) in shared or link_states is None:
                 continue
-            showing += [
-                f"{link} {d}"
-                for d in dirs
-                if _shows(link_states.get(link, {}).get(d, {}), str(cond["type"]))
-            ]
+            showing += [f"{link} {d}" for d in dirs if shows(link_states.get(link, {}).get(d, {}))]
         checks.append(
             {
                 "check": f"condition {cid} ({cond['type']}) removed",
@@ -209,7 +191,8 @@ def _planned_probes(
 ) -> Iterator[tuple[Check, str, float]]:
     """(check, link, window) for each probe one planned condition calls for."""
     links = [link for link, _ in _targets(cond)]
-    if cond["type"] == "blackhole":
+    kind = CONDITION_CHECKS[str(cond["type"])].probe
+    if kind == "cut":
         mode = str(cond.get("mode") or "hang")
         for link in links:
             if active:
@@ -218,7 +201,7 @@ def _planned_probes(
                 yield {"check": f"link {link} cut", "mode": mode, "expect": expect}, link, window
             elif link not in skip:
                 yield {"check": f"link {link} open", "expect": "answered"}, link, ANSWER_TIMEOUT
-    elif cond["type"] == "latency":
+    elif kind == "delay":
         floor = min(HOLD_WINDOW, latency_floor(cond))
         if floor <= 0:
             return
@@ -238,7 +221,7 @@ async def probe_checks(
     skip: set[str],
     dropped: set[str],
 ) -> list[Check]:
-    """Probe the links of blackhole and latency conditions, all at once.
+    """Probe the links of the conditions whose check calls for a probe, all at once.
 
     ``skip``: links whose probe would say nothing about this fault after a revert (other
     faults act on them, or their node is stopped); ``dropped``: links another active

@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from chaosaa.lab.faults import FaultRequest, parse_rate, plan
+from chaosaa.lab.faults import CONDITION_CHECKS, FAULT_TYPES, FaultRequest, parse_rate, plan
+from chaosaa.lab.proxy import CONDITION_TYPES
 
 pytestmark = pytest.mark.lab
 
@@ -92,3 +93,19 @@ def test_rates_use_tc_units() -> None:
 def test_invalid_requests_are_rejected(req: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
         FaultRequest.model_validate(req)
+
+
+def test_verification_knows_every_condition_type_the_proxy_implements() -> None:
+    assert set(CONDITION_CHECKS) == set(CONDITION_TYPES)
+
+
+@pytest.mark.parametrize("fault_type", sorted(FAULT_TYPES))
+def test_every_fault_type_plans_only_conditions_verification_knows(fault_type: str) -> None:
+    requires = FAULT_TYPES[fault_type].requires
+    body: dict[str, Any] = {"type": fault_type, "regions": ["eu"]}
+    if requires:
+        field = requires[0][0]
+        body[field] = {"delay": "50ms", "rate": "1mbit", "percent": 5}[field]
+    p = plan(FaultRequest.model_validate(body), REGIONS)
+    assert p.conditions or p.stop_regions
+    assert {c["type"] for c in p.conditions} <= set(CONDITION_CHECKS)

@@ -1,0 +1,99 @@
+"""``GET /faults/{id}/verify``: is a fault in place (active) or gone (reverted)? The proxy's
+read-back of the fault's conditions, the frozen processes' state, and probes through the
+links (see :mod:`chaosaa.lab.verify`), gathered concurrently."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from chaosaa.lab.faults import resets_connections
+from chaosaa.lab.supervisor.client import ProxyAdmin
+from chaosaa.lab.supervisor.processes import is_stopped
+from chaosaa.lab.supervisor.registry import ActiveFault, FaultRegistry
+from chaosaa.lab.verify import Check, probe_checks, readback_checks
+
+
+@dataclass(frozen=True)
+class _Surroundings:
+    #: (link, condition type) pairs that other active faults act on
+    shared: set[tuple[str, str]]
+    #: links whose after-revert probe would say nothing about this fault
+    unprobeable: set[str]
+    #: links another active fault resets (a hang there shows as a reset)
+    dropped: set[str]
+
+
+class Verifier:
+    def __init__(
+        self,
+        registry: FaultRegistry,
+        proxy: ProxyAdmin,
+        link_addresses: Mapping[str, tuple[str, int]],
+    ) -> None:
+        self.registry = registry
+        self.proxy = proxy
+        self.link_addresses = link_addresses
+
+    async def verify(self, fid: str) -> dict[str, Any]:
+        fault = self.registry.find(fid)
+        active = fault.state == "active"
+        around = self._surroundings(fid)
+        conditions, links, process, probes = await asyncio.gather(
+            self.proxy.get("/conditions"),
+            self.proxy.get("/links"),
+            self._process_checks(fault, active),
+            probe_checks(
+                fault.plan.conditions,
+                self.link_addresses,
+                active=active,
+                skip=around.unprobeable,
+                dropped=around.dropped,
+            ),
+        )
+        checks = readback_checks(
+            zip(fault.condition_ids, fault.plan.conditions, strict=False),
+            {str(c["id"]): c for c in conditions["conditions"]} if conditions else {},
+            {str(link["name"]): link["state"] for link in links["links"]} if links else None,
+            active=active,
+            shared=around.shared,
+        )
+        if fault.condition_ids and not (conditions and links):
+            checks.append({"check": "link proxy answers", "ok": False})
+        checks += process + probes
+        return {
+            "id": fid,
+            "state": fault.state,
+            "verified": all(c["ok"] for c in checks),
+            "checks": checks,
+        }
+
+    def _surroundings(self, fid: str) -> _Surroundings:
+        """What the other active faults do to the links, so that verifying one fault does
+        not mistake another fault's effect for its own."""
+        others = [f for f in self.registry.faults.values() if f.id != fid]
+        shared = {
+            (t["link"], c["type"]) for f in others for c in f.plan.conditions for t in c["targets"]
+        }
+        stopped = self.registry.stopped_regions()
+        stopped_links = {link for link in self.link_addresses if link.split(">", 1)[1] in stopped}
+        dropped = {
+            t["link"]
+            for f in others
+            for c in f.plan.conditions
+            if resets_connections(c)
+            for t in c["targets"]
+        }
+        return _Surroundings(shared, {link for link, _ in shared} | stopped_links, dropped)
+
+    async def _process_checks(self, fault: ActiveFault, active: bool) -> list[Check]:
+        checks = []
+        for region in fault.plan.stop_regions:
+            states = [await is_stopped(pid) for pid in self.registry.pids(region)]
+            stopped = all(states)
+            checks.append(
+                {"check": f"node {region} stopped", "ok": stopped == active, "stopped": stopped}
+            )
+        return checks

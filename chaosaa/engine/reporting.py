@@ -5,13 +5,14 @@ from __future__ import annotations
 from chaosaa.engine.run import RunOutcome
 from chaosaa.errors import ExitCode
 from chaosaa.measure.traffic import region_of
-from chaosaa.report import (
+from chaosaa.report.chartdata import build_chart
+from chaosaa.report.model import (
     DataIntegrity,
     FaultResult,
     RegionTraffic,
     RunReport,
     Traffic,
-    build_chart,
+    fault_scope,
     new_report,
 )
 

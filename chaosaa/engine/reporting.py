@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from chaosaa.engine.run import RunOutcome
+from chaosaa.engine.verdict import finish, slo_not_evaluated
 from chaosaa.errors import ExitCode
 from chaosaa.measure.traffic import region_of
 from chaosaa.report.chartdata import build_chart
@@ -11,10 +12,33 @@ from chaosaa.report.model import (
     FaultResult,
     RegionTraffic,
     RunReport,
+    TargetInfo,
     Traffic,
-    fault_scope,
-    new_report,
 )
+from chaosaa.spec.model import GameDay
+
+
+def new_report(gameday: GameDay, *, started_at: float, run_id: str | None = None) -> RunReport:
+    """A report for a run that is starting: every fault listed as never injected and every
+    SLO as not evaluated, so a run that stops early still says what it did not do.
+    Verdict ``error`` until :func:`chaosaa.engine.verdict.finish`."""
+    spec = gameday.spec
+    return RunReport(
+        gameday=gameday.name,
+        description=spec.description,
+        run_id=run_id,
+        verdict="error",
+        exit_code=int(ExitCode.ENVIRONMENT),
+        started_at=started_at,
+        finished_at=started_at,
+        target=TargetInfo(kind=spec.target.kind, regions=list(spec.target.regions)),
+        faults=[FaultResult(name=f.name, type=f.type, scope=str(f.scope())) for f in spec.faults],
+        slos=[
+            slo_not_evaluated(slo, "the run stopped before this SLO was evaluated")
+            for slo in spec.slos
+        ],
+        traffic=Traffic(by_region={region: RegionTraffic() for region in spec.target.regions}),
+    )
 
 
 def _traffic(outcome: RunOutcome) -> Traffic:
@@ -67,15 +91,6 @@ def build_report(outcome: RunOutcome) -> RunReport:
         checked=outcome.integrity_checked,
     )
     report.chart = build_chart(report, samples=outcome.samples, lag_series=outcome.lag_series)
-    if outcome.exit_code == ExitCode.ABORTED:
-        report.finish(finished_at=outcome.finished_at, verdict="aborted", reason=outcome.reason)
-    elif outcome.verdict == "error":
-        report.finish(
-            finished_at=outcome.finished_at,
-            verdict="error",
-            reason=outcome.reason,
-            exit_code=int(outcome.exit_code),
-        )
-    else:
-        report.finish(finished_at=outcome.finished_at, reason=outcome.reason)
+    stopped = None if outcome.verdict == "passed" else outcome.exit_code
+    finish(report, finished_at=outcome.finished_at, stopped=stopped, reason=outcome.reason)
     return report

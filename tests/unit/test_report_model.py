@@ -10,18 +10,17 @@ from typing import Any
 
 import pytest
 
+from chaosaa.engine.reporting import new_report
+from chaosaa.engine.verdict import finish, slo_result, steady_state_result
 from chaosaa.model import FaultWindow
-from chaosaa.report.examples import START, example_gameday, example_report
 from chaosaa.report.model import (
     FaultResult,
     ReportFileError,
     RunReport,
     SLOResult,
     load_report,
-    new_report,
-    slo_result,
-    steady_state_result,
 )
+from tests.unit.report_examples import START, example_gameday, example_report
 
 # The example of DESIGN.md section 3, verbatim: every key in it is a fixed field.
 DESIGN_EXAMPLE = """
@@ -193,7 +192,7 @@ def test_new_report_lists_every_fault_and_slo_before_anything_happened() -> None
 
 def test_finishing_a_run_that_never_evaluated_an_slo_fails_it() -> None:
     report = new_report(example_gameday(), started_at=START)
-    report.finish(finished_at=START + 1)
+    finish(report, finished_at=START + 1)
     assert report.verdict == "failed"  # a forgotten measurement is not a pass
 
 
@@ -205,10 +204,10 @@ def test_unknown_fails_the_run_unless_on_no_data_is_ignore() -> None:
     report.record_slo(slo_result(lag, 2.0))
     report.record_slo(slo_result(lost, 0))
     report.record_slo(slo_result(p99, None))  # onNoData: ignore
-    report.finish(finished_at=START + 1)
+    finish(report, finished_at=START + 1)
     assert report.verdict == "passed" and report.exit_code == 0
     report.record_slo(slo_result(lag, math.nan))
-    report.finish(finished_at=START + 1)
+    finish(report, finished_at=START + 1)
     assert report.slos[1].verdict == "unknown"
     assert (report.verdict, report.exit_code) == ("failed", 1)
 

@@ -133,7 +133,7 @@ def run_command(
         close = getattr(progress.inner, "close", None)
         if close is not None:
             close()
-    from chaosaa.engine.run import RunOutcome
+    from chaosaa.engine.outcome import RunOutcome
 
     assert isinstance(outcome, RunOutcome)
     report = build_report(outcome)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from chaosaa.engine.run import RunOutcome
+from chaosaa.engine.outcome import RunOutcome
 from chaosaa.engine.verdict import finish, slo_not_evaluated
 from chaosaa.errors import ExitCode
 from chaosaa.measure.traffic import region_of
@@ -91,6 +91,5 @@ def build_report(outcome: RunOutcome) -> RunReport:
         checked=outcome.integrity_checked,
     )
     report.chart = build_chart(report, samples=outcome.samples, lag_series=outcome.lag_series)
-    stopped = None if outcome.verdict == "passed" else outcome.exit_code
-    finish(report, finished_at=outcome.finished_at, stopped=stopped, reason=outcome.reason)
+    finish(report, finished_at=outcome.finished_at, stopped=outcome.stopped, reason=outcome.reason)
     return report

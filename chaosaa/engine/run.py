@@ -13,21 +13,20 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
-from chaosaa.engine.faults import FaultRecord, FaultRunner
+from chaosaa.engine.faults import FaultRunner
+from chaosaa.engine.outcome import RunOutcome
 from chaosaa.engine.progress import NullProgress, Progress
 from chaosaa.engine.slo import SLOContext, evaluate_slos
 from chaosaa.engine.steady import evaluate_checks, watch_abort_rules
+from chaosaa.engine.verdict import stop_code
 from chaosaa.errors import AbortedError, ChaosaaError, ExitCode, FaultError, InvalidInputError
 from chaosaa.measure.lost_writes import lost_writes
-from chaosaa.model import AckedWrite, Sample, Series
 from chaosaa.prom.client import PrometheusClient
-from chaosaa.report.model import SLOResult, SteadyStateResult
 from chaosaa.spec.checks import uses_prometheus
 from chaosaa.spec.model import GameDay, LostWritesSLO, ReplicationLagSLO
-from chaosaa.targets.base import Endpoints, Target, TargetEvent, TargetOptions, target_for
+from chaosaa.targets.base import Endpoints, Target, TargetOptions, target_for
 from chaosaa.traffic.generator import TrafficGenerator
 from chaosaa.traffic.readback import canary_lag, wait_converged
 
@@ -37,35 +36,6 @@ log = logging.getLogger(__name__)
 LEASE_TTL = 15.0
 #: how often traffic counters are reported to progress
 PROGRESS_INTERVAL = 1.0
-
-
-@dataclass
-class RunOutcome:
-    """Everything a run produced; the report is rendered from this alone."""
-
-    gameday: GameDay
-    run_id: str
-    started_at: float
-    finished_at: float = 0.0
-    exit_code: ExitCode = ExitCode.PASSED
-    verdict: str = "passed"  # passed here means "no abort/error"; SLOs decide the rest
-    reason: str | None = None
-    endpoints: Endpoints | None = None
-    faults: list[FaultRecord] = field(default_factory=list)
-    steady_before: list[SteadyStateResult] = field(default_factory=list)
-    steady_after: list[SteadyStateResult] = field(default_factory=list)
-    slos: list[SLOResult] = field(default_factory=list)
-    samples: list[Sample] = field(default_factory=list)
-    acked: list[AckedWrite] = field(default_factory=list)
-    lost_writes: int = 0
-    divergent_keys: int = 0
-    conflicts: int = 0
-    integrity_checked: bool = False
-    canary: dict[str, float | None] = field(default_factory=dict)
-    lag_series: list[Series] = field(default_factory=list)
-    target_events: list[TargetEvent] = field(default_factory=list)
-    timeline: list[dict[str, Any]] = field(default_factory=list)
-    injection_started_at: float | None = None
 
 
 class Run:
@@ -120,30 +90,27 @@ class Run:
         out = self.outcome
         try:
             await self._lifecycle()
-        except asyncio.CancelledError:
+        except asyncio.CancelledError as exc:
             # SIGINT/SIGTERM: the faults were reverted on the way out (finally blocks).
-            out.exit_code, out.verdict = ExitCode.ABORTED, "aborted"
-            out.reason = out.reason or "interrupted"
-            self.emit("run.interrupted", {"reason": out.reason})
+            self._stopped(exc, "run.interrupted", out.reason or "interrupted")
         except AbortedError as exc:
-            out.exit_code, out.verdict, out.reason = ExitCode.ABORTED, "aborted", str(exc)
-            self.emit("run.aborted", {"reason": str(exc)})
+            self._stopped(exc, "run.aborted", str(exc))
         except InvalidInputError as exc:
-            out.exit_code, out.verdict, out.reason = ExitCode.INVALID, "error", str(exc)
-            self.emit("run.invalid", {"reason": str(exc)})
+            self._stopped(exc, "run.invalid", str(exc))
         except ChaosaaError as exc:
-            out.exit_code, out.verdict, out.reason = exc.exit_code, "error", str(exc)
-            self.emit("run.error", {"reason": str(exc)})
+            self._stopped(exc, "run.error", str(exc))
         except Exception as exc:  # a bug or an unexpected failure: still a report
             log.exception("run failed unexpectedly")
-            out.exit_code, out.verdict = ExitCode.ENVIRONMENT, "error"
-            out.reason = f"unexpected error: {type(exc).__name__}: {exc}"
-            self.emit("run.error", {"reason": out.reason})
+            self._stopped(exc, "run.error", f"unexpected error: {type(exc).__name__}: {exc}")
         finally:
             await asyncio.shield(self._cleanup())
         out.finished_at = time.time()
         self.emit("run.finished", {"exitCode": int(out.exit_code), "reason": out.reason})
         return out
+
+    def _stopped(self, exc: BaseException, event: str, reason: str) -> None:
+        self.outcome.stopped, self.outcome.reason = stop_code(exc), reason
+        self.emit(event, {"reason": reason})
 
     async def _lifecycle(self) -> None:
         endpoints = await self._preflight()
@@ -447,7 +414,7 @@ class Run:
                 except Exception as exc:
                     rec.error = f"revert failed: {exc}"
         if any(r.record.error and "revert failed" in r.record.error for r in self._fault_runners):
-            self.outcome.exit_code, self.outcome.verdict = ExitCode.ENVIRONMENT, "error"
+            self.outcome.stopped = ExitCode.ENVIRONMENT
             self.outcome.reason = self.outcome.reason or "a fault could not be reverted"
         await self._stop_background()
         if self.traffic is not None:

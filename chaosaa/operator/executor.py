@@ -25,9 +25,11 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from chaosaa.engine.outcome import RunOutcome
 from chaosaa.engine.reporting import build_report
-from chaosaa.engine.run import Run, RunOutcome
-from chaosaa.errors import ChaosaaError, ExitCode, SpecError
+from chaosaa.engine.run import Run
+from chaosaa.engine.verdict import VERDICTS, stop_code
+from chaosaa.errors import ChaosaaError, SpecError
 from chaosaa.operator import runs
 from chaosaa.operator.events import ObjectRef
 from chaosaa.operator.kube import ConflictError, NotFoundError
@@ -278,9 +280,9 @@ class RunTask:
                 status.phase, status.verdict = self.stop_phase, self._stop_verdict()
                 status.reason = self.stop_reason
         except SpecError as exc:
-            status = _error_status(f"invalid GameDay: {exc}", exit_code=2)
+            status = _error_status(exc, f"invalid GameDay: {exc}")
         except ChaosaaError as exc:
-            status = _error_status(str(exc), exit_code=int(exc.exit_code))
+            status = _error_status(exc, str(exc))
         except asyncio.CancelledError:
             # stopped before the engine started: nothing was injected
             status = GameDayRunStatus(
@@ -298,7 +300,7 @@ class RunTask:
         self.inner = asyncio.ensure_future(run.execute())
         try:
             return await asyncio.shield(self.inner)
-        except asyncio.CancelledError:
+        except asyncio.CancelledError as exc:
             # cancelled before it started, or during its (shielded) cleanup: the outcome
             # recorded so far is what there is
             if not self.inner.done():
@@ -306,7 +308,7 @@ class RunTask:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await asyncio.wait_for(self.inner, ABORT_TIMEOUT)
             outcome = run.outcome
-            outcome.exit_code, outcome.verdict = ExitCode.ABORTED, "aborted"
+            outcome.stopped = stop_code(exc)
             outcome.reason = outcome.reason or self.stop_reason or "cancelled"
             outcome.finished_at = outcome.finished_at or time.time()
             return outcome
@@ -341,8 +343,13 @@ class RunTask:
         await self.op.runs.record_finished(self.body, status)
 
 
-def _error_status(reason: str, exit_code: int) -> GameDayRunStatus:
-    return GameDayRunStatus(phase="Error", verdict="error", reason=reason, exit_code=exit_code)
+def _error_status(exc: ChaosaaError, reason: str) -> GameDayRunStatus:
+    """A run that failed before the engine started (invalid GameDay, credentials)."""
+    code = stop_code(exc)
+    verdict = VERDICTS[code]
+    return GameDayRunStatus(
+        phase=runs.PHASES[verdict], verdict=verdict, reason=reason, exit_code=int(code)
+    )
 
 
 class RunExecutor:

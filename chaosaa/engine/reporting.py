@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from chaosaa.engine.faults import FaultRecord
 from chaosaa.engine.outcome import RunOutcome
 from chaosaa.engine.verdict import finish, slo_not_evaluated
 from chaosaa.errors import ExitCode
@@ -41,6 +42,23 @@ def new_report(gameday: GameDay, *, started_at: float, run_id: str | None = None
     )
 
 
+def fault_result(record: FaultRecord) -> FaultResult:
+    """A fault's entry in the report, from its one timeline."""
+    fault = record.fault
+    return FaultResult(
+        name=fault.name,
+        type=fault.type,
+        requested_at=record.requested_at,
+        effective_at=record.effective_at,
+        reverted_at=record.reverted_at,
+        time_to_effect_seconds=record.time_to_effect,
+        time_to_revert_seconds=record.time_to_revert,
+        revert_requested_at=record.revert_requested_at,
+        scope=str(fault.scope()),
+        error=record.error,
+    )
+
+
 def _traffic(outcome: RunOutcome) -> Traffic:
     by_region: dict[str, RegionTraffic] = {
         r: RegionTraffic() for r in outcome.gameday.spec.target.regions
@@ -64,20 +82,7 @@ def build_report(outcome: RunOutcome) -> RunReport:
     for at, event, detail in sorted(events, key=lambda e: e[0]):
         report.event(at, event, **detail)
     for rec in outcome.faults:
-        report.record_fault(
-            FaultResult(
-                name=rec.fault.name,
-                type=rec.fault.type,
-                requested_at=rec.requested_at,
-                effective_at=rec.effective_at,
-                reverted_at=rec.reverted_at,
-                time_to_effect_seconds=rec.time_to_effect,
-                time_to_revert_seconds=rec.time_to_revert,
-                revert_requested_at=rec.revert_requested_at,
-                scope=str(rec.fault.scope()),
-                error=rec.error,
-            )
-        )
+        report.record_fault(fault_result(rec))
     report.steady_state.before = list(outcome.steady_before)
     report.steady_state.after = list(outcome.steady_after)
     for slo in outcome.slos:

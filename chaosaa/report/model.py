@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 from chaosaa.errors import InvalidInputError
-from chaosaa.model import FaultWindow
 from chaosaa.report.codec import DecodeError, from_dict, instant, to_dict
 
 SCHEMA_VERSION = 1
@@ -59,27 +58,6 @@ class FaultResult:
     revert_requested_at: float | None = instant(default=None)
     scope: str = ""  # what it cuts, e.g. "regions eu" or "links us->eu"
     error: str | None = None  # why it could not be injected, verified or reverted
-
-    @classmethod
-    def from_window(
-        cls, window: FaultWindow, *, scope: str = "", error: str | None = None
-    ) -> FaultResult:
-        return cls(
-            name=window.name,
-            type=window.type,
-            requested_at=window.requested_at,
-            effective_at=window.effective_at,
-            reverted_at=window.reverted_at,
-            revert_requested_at=window.revert_requested_at,
-            time_to_effect_seconds=_between(window.requested_at, window.effective_at),
-            time_to_revert_seconds=_between(window.revert_requested_at, window.reverted_at),
-            scope=scope,
-            error=error,
-        )
-
-
-def _between(start: float | None, end: float | None) -> float | None:
-    return None if start is None or end is None else end - start
 
 
 @dataclass(kw_only=True, slots=True)

@@ -9,7 +9,8 @@ from __future__ import annotations
 import random
 from typing import Literal
 
-from chaosaa.engine.reporting import new_report
+from chaosaa.engine.faults import FaultRecord
+from chaosaa.engine.reporting import fault_result, new_report
 from chaosaa.engine.verdict import (
     finish,
     slo_result,
@@ -17,11 +18,10 @@ from chaosaa.engine.verdict import (
     steady_state_result,
 )
 from chaosaa.errors import ExitCode
-from chaosaa.model import FaultWindow, Sample, Series
+from chaosaa.model import Sample, Series
 from chaosaa.report.chartdata import build_chart
 from chaosaa.report.model import (
     DataIntegrity,
-    FaultResult,
     RegionTraffic,
     RunReport,
     Traffic,
@@ -110,10 +110,9 @@ def example_report(outcome: Outcome = "passed") -> RunReport:
     report.event(START + 90.0, "phase.recover")
     report.event(START + 110.0, "phase.verify")
     report.record_fault(
-        FaultResult.from_window(
-            FaultWindow(
-                name="eu-dark",
-                type="blackhole",
+        fault_result(
+            FaultRecord(
+                gameday.spec.faults[0],
                 requested_at=t_request,
                 effective_at=t_effect,
                 revert_requested_at=t_revert_request,

@@ -10,11 +10,10 @@ from typing import Any
 
 import pytest
 
-from chaosaa.engine.reporting import new_report
+from chaosaa.engine.faults import FaultRecord
+from chaosaa.engine.reporting import fault_result, new_report
 from chaosaa.engine.verdict import finish, slo_result, steady_state_result
-from chaosaa.model import FaultWindow
 from chaosaa.report.model import (
-    FaultResult,
     ReportFileError,
     RunReport,
     SLOResult,
@@ -233,13 +232,13 @@ def test_steady_state_without_a_value_fails() -> None:
     assert (empty.passed, empty.value, empty.error) == (False, None, "no data")
 
 
-def test_fault_result_from_window_computes_time_to_effect_and_revert() -> None:
-    result = FaultResult.from_window(
-        FaultWindow("f", "latency", 10.0, 10.25, 20.0, 20.5), scope="links us->eu"
-    )
+def test_fault_result_computes_time_to_effect_and_revert() -> None:
+    fault = example_gameday().spec.faults[0]
+    result = fault_result(FaultRecord(fault, 10.0, 10.25, 20.0, 20.5))
     assert result.time_to_effect_seconds == pytest.approx(0.25)
     assert result.time_to_revert_seconds == pytest.approx(0.5)
-    never = FaultResult.from_window(FaultWindow("f", "latency", requested_at=10.0))
+    assert result.scope == "regions eu"
+    never = fault_result(FaultRecord(fault, requested_at=10.0))
     assert never.effective_at is None and never.time_to_effect_seconds is None
 
 

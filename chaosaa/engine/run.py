@@ -18,6 +18,7 @@ from typing import Any
 from chaosaa.engine.faults import FaultRunner
 from chaosaa.engine.outcome import RunOutcome
 from chaosaa.engine.progress import NullProgress, Progress
+from chaosaa.engine.recovery import recovery_wait
 from chaosaa.engine.slo import SLOContext, evaluate_slos
 from chaosaa.engine.steady import evaluate_checks, watch_abort_rules
 from chaosaa.engine.verdict import stop_code
@@ -283,20 +284,8 @@ class Run:
             except ChaosaaError as exc:
                 log.warning("lease renewal failed: %s", exc)
 
-    def _recovery_wait(self) -> float:
-        sustain = max((getattr(s, "sustain", 0.0) for s in self.spec.slos), default=0.0)
-        lag_wait = max(
-            (s.recover_within or 0.0 for s in self.spec.slos if isinstance(s, ReplicationLagSLO)),
-            default=0.0,
-        )
-        wait = max(self.spec.recovery.settle, sustain + 1.0 if self.spec.faults else 0.0, lag_wait)
-        duration = self.spec.traffic.duration
-        if duration != "auto":
-            wait = max(wait, duration - (time.time() - self.outcome.started_at))
-        return wait
-
     async def _recover(self) -> None:
-        wait = self._recovery_wait()
+        wait = recovery_wait(self.spec, time.time() - self.outcome.started_at)
         self._phase("recover", f"traffic goes on for {wait:g}s")
         await asyncio.sleep(wait)
         if self.spec.steady_state:

@@ -43,22 +43,6 @@ class _PrewarmChart:
         self.inner.traffic(sent, ok, errors, by_region)
 
 
-def _options(
-    run_id: str,
-    allow_contexts: tuple[str, ...],
-    kubeconfig: str | None,
-    lab_state: str | None,
-    ephemeral: bool,
-) -> TargetOptions:
-    return TargetOptions(
-        run_id=run_id,
-        allowed_contexts=allow_contexts,
-        kubeconfig=kubeconfig,
-        state_dir=lab_state,
-        ephemeral=ephemeral,
-    )
-
-
 async def _execute_with_signals(run: object) -> object:
     """Run to completion; SIGINT/SIGTERM cancel it once so that every fault reverts."""
     from chaosaa.engine.run import Run
@@ -99,17 +83,14 @@ def run_command(
     source: Path,
     report_dir: Path | None,
     dry_run: bool,
-    allow_contexts: tuple[str, ...],
-    kubeconfig: str | None,
-    lab_state: str | None,
-    ephemeral: bool,
+    target: TargetOptions,
     plain: bool,
 ) -> int:
     from chaosaa.cli.render import make_progress, render_plan
     from chaosaa.engine.plan import build_plan
 
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    options = _options(f"{gameday.name}-{stamp}", allow_contexts, kubeconfig, lab_state, ephemeral)
+    options = replace(target, run_id=f"{gameday.name}-{stamp}")
     try:
         plan = build_plan(gameday, options)
     except ChaosaaError as exc:
@@ -147,12 +128,7 @@ def run_command(
 
 
 def rollback_command(
-    gameday: GameDay | None,
-    target_kind: str | None,
-    *,
-    lab_state: str | None,
-    allow_contexts: tuple[str, ...],
-    kubeconfig: str | None,
+    gameday: GameDay | None, target_kind: str | None, target: TargetOptions
 ) -> int:
     from chaosaa.spec.model import Target as TargetSpec
     from chaosaa.targets.base import target_for
@@ -162,20 +138,23 @@ def rollback_command(
     elif target_kind == "kubernetes":
         # Without a GameDay the allow-listed contexts are the target: every chaosaa
         # artefact in them (all namespaces) is removed.
-        if not allow_contexts:
+        if not target.allowed_contexts:
             click.echo(
                 "chaosaa: error: rollback --target kubernetes needs the contexts to clean: "
                 "--allow-context CONTEXT (repeatable) or CHAOSAA_ALLOWED_CONTEXTS",
                 err=True,
             )
             return int(ExitCode.INVALID)
-        regions = {f"c{i}": {"context": c} for i, c in enumerate(dict.fromkeys(allow_contexts))}
+        regions = {
+            f"c{i}": {"context": c} for i, c in enumerate(dict.fromkeys(target.allowed_contexts))
+        }
         spec = TargetSpec.model_validate({"kind": "kubernetes", "regions": regions})
     else:
         assert target_kind is not None
         spec = TargetSpec.model_validate({"kind": target_kind, "regions": {"all": {}}})
     options = replace(
-        _options("rollback", allow_contexts, kubeconfig, lab_state, ephemeral=False),
+        target,
+        run_id="rollback",
         # without a GameDay, the kind target cleans every kind cluster it finds
         extra={"rollback": True, "all": gameday is None},
     )

@@ -23,6 +23,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from chaosaa.engine.outcome import RunOutcome
@@ -317,15 +318,7 @@ class RunTask:
         return "interrupted" if self.stop_phase == "Interrupted" else "aborted"
 
     def _options(self, creds: RunCredentials) -> TargetOptions:
-        cfg = self.op.config
-        return TargetOptions(
-            run_id=self.name,
-            allowed_contexts=cfg.allowed_contexts,
-            kubeconfig=creds.merged or cfg.kubeconfig,
-            state_dir=cfg.lab_state,
-            ephemeral=cfg.ephemeral_lab,
-            extra={"kubeconfigs": dict(creds.per_region), "namespace": self.namespace},
-        )
+        return creds.target_options(self.op.config.targets, self.name, self.namespace)
 
     async def _finish(self, status: GameDayRunStatus) -> None:
         patch = runs.status_patch(status, currentPhase=None)
@@ -521,20 +514,13 @@ class RunExecutor:
     async def _rollback(self, namespace: str, name: str, gameday: GameDay) -> list[str]:
         creds = await read_kubeconfigs(self.op.kube, namespace, gameday)
         try:
-            cfg = self.op.config
-            options = TargetOptions(
-                run_id=name,
-                allowed_contexts=cfg.allowed_contexts,
-                kubeconfig=creds.merged or cfg.kubeconfig,
-                state_dir=cfg.lab_state,
-                ephemeral=False,
-                # what `chaosaa rollback FILE` passes: clean this GameDay's target
-                extra={
-                    "rollback": True,
-                    "all": False,
-                    "kubeconfigs": dict(creds.per_region),
-                    "namespace": namespace,
-                },
+            # what `chaosaa rollback FILE` passes: clean this GameDay's target
+            options = creds.target_options(
+                replace(self.op.config.targets, ephemeral=False),
+                name,
+                namespace,
+                rollback=True,
+                all=False,
             )
             target = target_for(gameday.spec.target, options)
             try:

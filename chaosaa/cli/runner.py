@@ -9,7 +9,7 @@ import threading
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -17,6 +17,10 @@ from chaosaa.engine.progress import Progress
 from chaosaa.errors import ChaosaaError, ExitCode
 from chaosaa.spec.model import GameDay
 from chaosaa.targets.base import TargetOptions
+
+if TYPE_CHECKING:
+    from chaosaa.engine.outcome import RunOutcome
+    from chaosaa.engine.run import Run
 
 
 class _PrewarmChart:
@@ -43,29 +47,18 @@ class _PrewarmChart:
         self.inner.traffic(sent, ok, errors, by_region)
 
 
-async def _execute_with_signals(run: object) -> object:
-    """Run to completion; SIGINT/SIGTERM cancel it once so that every fault reverts."""
-    from chaosaa.engine.run import Run
-
-    assert isinstance(run, Run)
+async def _execute_with_signals(run: Run) -> RunOutcome:
+    """Run to completion; SIGINT/SIGTERM stop it once so that every fault reverts."""
     loop = asyncio.get_running_loop()
-    task = asyncio.current_task()
-    assert task is not None
-    received: list[str] = []
 
     def on_signal(sig: signal.Signals) -> None:
-        if not received:
-            received.append(sig.name)
-            run.outcome.reason = f"interrupted by {sig.name}"
-            run.emit("run.signal", {"signal": sig.name, "action": "reverting every fault"})
-            inner.cancel()
-        else:
+        if not run.stop(f"interrupted by {sig.name}", signal=sig.name):
             run.emit(
                 "run.signal",
                 {"signal": sig.name, "action": "still reverting; SIGKILL leaves it to the TTLs"},
             )
 
-    inner = asyncio.ensure_future(run.execute())
+    inner = run.start()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal, sig)
     try:
@@ -114,9 +107,6 @@ def run_command(
         close = getattr(progress.inner, "close", None)
         if close is not None:
             close()
-    from chaosaa.engine.outcome import RunOutcome
-
-    assert isinstance(outcome, RunOutcome)
     report = build_report(outcome)
     directory = report_dir or Path("chaosaa-reports") / f"{gameday.name}-{stamp}"
     paths = write_reports(report, directory)

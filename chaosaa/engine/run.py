@@ -69,6 +69,8 @@ class Run:
         self._lost_details: dict[str, Any] = {}
         self._background: list[asyncio.Task[Any]] = []
         self._conflicts_before: float | None = None
+        self._task: asyncio.Future[RunOutcome] | None = None
+        self._stopping = False
 
     # ------------------------------------------------------------------ helpers
 
@@ -84,6 +86,30 @@ class Run:
 
     async def _prom(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.to_thread(fn, *args)
+
+    # ------------------------------------------------------------------ start and stop
+
+    def start(self) -> asyncio.Future[RunOutcome]:
+        """:meth:`execute` in a task of its own, for :meth:`stop` to cancel. Await it
+        shielded: whoever waits may be cancelled, the run ends only through ``stop``."""
+        self._task = asyncio.ensure_future(self.execute())
+        return self._task
+
+    @property
+    def started(self) -> bool:
+        return self._task is not None
+
+    def stop(self, reason: str, /, **event: Any) -> bool:
+        """Stop a started run the way SIGINT does, exactly once: say why (``event``: what
+        the ``run.signal`` event adds), cancel it; every fault reverts and the task
+        returns the outcome. False if it is stopping already, or not started."""
+        if self._task is None or self._stopping:
+            return False
+        self._stopping = True
+        self.outcome.reason = reason
+        self.emit("run.signal", {**event, "action": "reverting every fault"})
+        self._task.cancel()
+        return True
 
     # ------------------------------------------------------------------ lifecycle
 

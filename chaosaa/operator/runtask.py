@@ -75,19 +75,15 @@ class RunTask:
         self.stop_reason: str | None = None
         self.stop_phase = "Aborted"
         self.task: asyncio.Task[None] | None = None
-        self.inner: asyncio.Future[RunOutcome] | None = None
 
     def stop(self, reason: str, phase: str) -> None:
         """Cancel the run: the engine reverts its faults and returns its outcome, which
         ends in ``phase`` (Aborted, Interrupted)."""
         self.stop_reason, self.stop_phase = reason, phase
-        if self.run is not None:
-            self.run.outcome.reason = reason
-            self.run.emit("run.signal", {"action": "reverting every fault", "reason": reason})
-        if self.inner is not None:
-            self.inner.cancel()
+        if self.run is not None and self.run.started:
+            self.run.stop(reason, reason=reason)
         elif self.task is not None:
-            self.task.cancel()  # not started yet: nothing to revert
+            self.task.cancel()  # the engine has not started: nothing to revert
 
     # ------------------------------------------------------------------ status
 
@@ -226,18 +222,18 @@ class RunTask:
         await self._finish(status)
 
     async def _engine(self, run: Run) -> RunOutcome:
-        """The engine in a task of its own: ``stop`` cancels that task, exactly once, the way
+        """The engine in a task of its own (:meth:`Run.start`): ``stop`` stops it the way
         SIGINT does for ``chaosaa run``; the engine reverts every fault and returns."""
-        self.inner = asyncio.ensure_future(run.execute())
+        inner = run.start()
         try:
-            return await asyncio.shield(self.inner)
+            return await asyncio.shield(inner)
         except asyncio.CancelledError as exc:
             # cancelled before it started, or during its (shielded) cleanup: the outcome
             # recorded so far is what there is
-            if not self.inner.done():
-                self.inner.cancel()
+            if not inner.done():
+                inner.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await asyncio.wait_for(self.inner, ABORT_TIMEOUT)
+                    await asyncio.wait_for(inner, ABORT_TIMEOUT)
             outcome = run.outcome
             outcome.stopped = stop_code(exc)
             outcome.reason = outcome.reason or self.stop_reason or "cancelled"

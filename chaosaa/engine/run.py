@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from chaosaa.engine.evidence import collect_series, conflict_count, read_back
 from chaosaa.engine.faults import FaultRunner
 from chaosaa.engine.outcome import RunOutcome
 from chaosaa.engine.progress import NullProgress, Progress
@@ -22,14 +23,13 @@ from chaosaa.engine.recovery import recovery_wait
 from chaosaa.engine.slo import SLOContext, evaluate_slos
 from chaosaa.engine.steady import evaluate_checks, watch_abort_rules
 from chaosaa.engine.verdict import stop_code
-from chaosaa.errors import AbortedError, ChaosaaError, ExitCode, FaultError, InvalidInputError
-from chaosaa.measure.lost_writes import lost_writes
+from chaosaa.errors import AbortedError, ChaosaaError, FaultError, InvalidInputError
 from chaosaa.prom.client import PrometheusClient
 from chaosaa.spec.checks import uses_prometheus
 from chaosaa.spec.model import GameDay, LostWritesSLO, ReplicationLagSLO
 from chaosaa.targets.base import Endpoints, Target, TargetOptions, target_for
 from chaosaa.traffic.generator import TrafficGenerator
-from chaosaa.traffic.readback import canary_lag, wait_converged
+from chaosaa.traffic.readback import canary_lag
 
 log = logging.getLogger(__name__)
 
@@ -234,7 +234,7 @@ class Run:
         self._phase("inject", f"{len(self.spec.faults)} fault(s) over {span:g}s")
         start = time.monotonic()
         self.outcome.injection_started_at = time.time()
-        self._conflicts_before = await self._conflict_count()
+        self._conflicts_before = await conflict_count(self.prom, self.outcome.endpoints)
         runners = [FaultRunner(self.target, f, self.emit) for f in self.spec.faults]
         self._fault_runners = runners
         self.outcome.faults = [r.record for r in runners]
@@ -328,9 +328,10 @@ class Run:
         self.outcome.samples = self.traffic.samples()
         self.outcome.acked = self.traffic.acked_writes()
         if any(isinstance(s, LostWritesSLO) for s in self.spec.slos):
-            await self._check_lost_writes()
+            timeout = self.spec.recovery.convergence_timeout
+            self._lost_details = await read_back(self.outcome, timeout, self.progress, self.emit)
         end = time.time()
-        await self._collect_series(end)
+        await collect_series(self.prom, self.outcome, end, self._conflicts_before)
         ctx = SLOContext(
             spec=self.spec,
             prom=self.prom,
@@ -352,64 +353,6 @@ class Run:
         with contextlib.suppress(Exception):
             self.outcome.target_events = await self.target.events(self.outcome.started_at)
 
-    async def _collect_series(self, end: float) -> None:
-        """Lag series and conflict count for the report (best effort: charts only)."""
-        endpoints = self.outcome.endpoints
-        if self.prom is None or endpoints is None:
-            return
-        start = self.outcome.started_at
-        step = max(1.0, (end - start) / 1000)
-        lag = next(
-            (s.promql for s in self.spec.slos if isinstance(s, ReplicationLagSLO) and s.promql),
-            endpoints.queries.get("replicationLag"),
-        )
-        try:
-            if lag:
-                self.outcome.lag_series = await self._prom(self.prom.range, lag, start, end, step)
-            after = await self._conflict_count()
-            if after is not None and self._conflicts_before is not None:
-                self.outcome.conflicts = max(0, round(after - self._conflicts_before))
-        except ChaosaaError as exc:
-            log.info("could not collect series for the report: %s", exc)
-
-    async def _conflict_count(self) -> float | None:
-        """The system's own conflict counter (e.g. last-writer-wins resolutions), if any."""
-        endpoints = self.outcome.endpoints
-        query = endpoints.queries.get("conflicts") if endpoints else None
-        if self.prom is None or not query:
-            return None
-        try:
-            value: float | None = await self._prom(self.prom.scalar, query)
-        except ChaosaaError as exc:
-            log.info("conflict count unavailable: %s", exc)
-            return None
-        return value
-
-    async def _check_lost_writes(self) -> None:
-        """Read every acknowledged write back from every region (DESIGN.md section 4)."""
-        endpoints = self.outcome.endpoints
-        if not endpoints or not endpoints.regions or not self.outcome.acked:
-            return
-        keys = sorted({w.key for w in self.outcome.acked})
-        timeout = self.spec.recovery.convergence_timeout
-        self.progress.phase("verify", f"reading {len(keys)} keys back from every region")
-        conv = await wait_converged(dict(endpoints.regions), keys, timeout)
-        result = lost_writes(self.outcome.acked, conv.values)
-        self.outcome.lost_writes = int(result.measured or 0)
-        self.outcome.divergent_keys = len(conv.divergent)
-        self.outcome.integrity_checked = not result.no_data
-        self._lost_details = {**result.details, "convergedAfterSeconds": round(conv.elapsed, 3)}
-        if result.no_data:
-            self._lost_details["noData"] = True
-        self.emit(
-            "data.integrity",
-            {
-                "acknowledged": len(self.outcome.acked),
-                "lost": self.outcome.lost_writes,
-                "divergentKeys": len(conv.divergent),
-            },
-        )
-
     async def _stop_background(self) -> None:
         for task in self._background:
             task.cancel()
@@ -429,8 +372,9 @@ class Run:
                 except Exception as exc:
                     rec.error = f"revert failed: {exc}"
         if any(r.record.error and "revert failed" in r.record.error for r in self._fault_runners):
-            self.outcome.stopped = ExitCode.ENVIRONMENT
-            self.outcome.reason = self.outcome.reason or "a fault could not be reverted"
+            failed = FaultError("a fault could not be reverted")
+            self.outcome.stopped = stop_code(failed)  # even over an abort: it is an error
+            self.outcome.reason = self.outcome.reason or str(failed)
         await self._stop_background()
         if self.traffic is not None:
             with contextlib.suppress(Exception):

@@ -47,15 +47,3 @@ class Series:
 
     labels: dict[str, str]
     points: list[tuple[float, float]] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class FaultWindow:
-    """When one fault was requested, in place and reverted (None = never happened)."""
-
-    name: str
-    type: str
-    requested_at: float | None = None
-    effective_at: float | None = None
-    revert_requested_at: float | None = None
-    reverted_at: float | None = None

@@ -10,12 +10,16 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 from chaosaa import __version__
+from chaosaa.cli.options import target_options
 from chaosaa.errors import ChaosaaError, ExitCode
+
+if TYPE_CHECKING:
+    from chaosaa.targets.base import TargetOptions
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -177,37 +181,14 @@ def plan(file: Path, overrides: tuple[str, ...], output: str) -> None:
 )
 @click.option("--set", "overrides", multiple=True, metavar="PATH=VALUE", help=SET_HELP)
 @click.option("--dry-run", is_flag=True, help="Validate and plan only; inject nothing.")
-@click.option(
-    "--allow-context",
-    "allow_contexts",
-    multiple=True,
-    envvar="CHAOSAA_ALLOWED_CONTEXTS",
-    metavar="CONTEXT",
-    help="kubernetes target: a kube context the run may touch (repeatable; env "
-    "CHAOSAA_ALLOWED_CONTEXTS, space separated).",
-)
-@click.option("--kubeconfig", envvar="KUBECONFIG", default=None, help="kubeconfig file.")
-@click.option(
-    "--lab-state",
-    envvar="CHAOSAA_LAB_STATE",
-    default=None,
-    help="lab target: state dir of a running lab [default: ~/.chaosaa/lab].",
-)
-@click.option(
-    "--no-ephemeral-lab",
-    is_flag=True,
-    help="lab target: fail instead of starting a temporary lab when none is running.",
-)
+@target_options(ephemeral_lab=True)
 @click.option("--plain", is_flag=True, help="Plain progress lines even on a terminal.")
 def run(
     file: Path,
     report_dir: Path | None,
     overrides: tuple[str, ...],
     dry_run: bool,
-    allow_contexts: tuple[str, ...],
-    kubeconfig: str | None,
-    lab_state: str | None,
-    no_ephemeral_lab: bool,
+    target: TargetOptions,
     plain: bool,
 ) -> None:
     """Run a GameDay: inject its faults, drive traffic, verify its SLOs.
@@ -236,10 +217,7 @@ def run(
         source=file,
         report_dir=report_dir,
         dry_run=dry_run,
-        allow_contexts=tuple(c for item in allow_contexts for c in item.split()),
-        kubeconfig=kubeconfig,
-        lab_state=lab_state,
-        ephemeral=not no_ephemeral_lab,
+        target=target,
         plain=plain,
     )
     sys.exit(code)
@@ -254,16 +232,8 @@ def run(
     default=None,
     help="Without FILE: which kind of target to clean.",
 )
-@click.option("--lab-state", envvar="CHAOSAA_LAB_STATE", default=None, help="lab state dir.")
-@click.option("--allow-context", "allow_contexts", multiple=True, envvar="CHAOSAA_ALLOWED_CONTEXTS")
-@click.option("--kubeconfig", envvar="KUBECONFIG", default=None)
-def rollback(
-    file: Path | None,
-    target_kind: str | None,
-    lab_state: str | None,
-    allow_contexts: tuple[str, ...],
-    kubeconfig: str | None,
-) -> None:
+@target_options()
+def rollback(file: Path | None, target_kind: str | None, target: TargetOptions) -> None:
     """Revert every chaosaa fault found on a target (the big red button).
 
     With a GameDay FILE, cleans that GameDay's target; otherwise give --target.
@@ -278,13 +248,7 @@ def rollback(
     if file is None and target_kind is None:
         raise click.UsageError("give a GameDay FILE or --target")
     gameday = _load(file, ()) if file is not None else None
-    code = rollback_command(
-        gameday,
-        target_kind,
-        lab_state=lab_state,
-        allow_contexts=tuple(c for item in allow_contexts for c in item.split()),
-        kubeconfig=kubeconfig,
-    )
+    code = rollback_command(gameday, target_kind, target)
     sys.exit(code)
 
 

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import click
 
 from chaosaa.cli.main import CONTEXT, fail
+from chaosaa.cli.options import target_options
 from chaosaa.errors import ChaosaaError
+
+if TYPE_CHECKING:
+    from chaosaa.targets.base import TargetOptions
 
 
 def _address(value: str) -> tuple[str | None, int]:
@@ -51,12 +56,7 @@ def _address(value: str) -> tuple[str | None, int]:
 )
 @click.option("-P", "--peering", metavar="NAME", default=None, help="kopf peering object.")
 @click.option("-p", "--priority", type=int, default=None, help="kopf peering priority.")
-@click.option(
-    "--kubeconfig",
-    envvar="KUBECONFIG",
-    default=None,
-    help="The operator's own credentials [default: KUBECONFIG, or in-cluster].",
-)
+@target_options(ephemeral_lab=False)
 @click.option("--context", default=None, help="Context in --kubeconfig.")
 @click.option(
     "--metrics-address",
@@ -83,25 +83,6 @@ def _address(value: str) -> tuple[str | None, int]:
     default=15.0,
     show_default=True,
     help="Seconds before a silent holder's lease can be taken over.",
-)
-@click.option(
-    "--lab-state",
-    envvar="CHAOSAA_LAB_STATE",
-    default=None,
-    help="lab targets: state dir of the running lab.",
-)
-@click.option(
-    "--ephemeral-lab",
-    is_flag=True,
-    help="lab targets: start a temporary lab when none runs (off by default).",
-)
-@click.option(
-    "--allow-context",
-    "allow_contexts",
-    multiple=True,
-    envvar="CHAOSAA_ALLOWED_CONTEXTS",
-    metavar="CONTEXT",
-    help="kubernetes targets: a kube context runs may touch (repeatable).",
 )
 @click.option(
     "--max-concurrent-runs",
@@ -131,16 +112,13 @@ def operator(
     liveness: str | None,
     peering: str | None,
     priority: int | None,
-    kubeconfig: str | None,
+    target: TargetOptions,
     context: str | None,
     metrics_address: str,
     lease: bool,
     lease_name: str,
     lease_namespace: str | None,
     lease_duration: float,
-    lab_state: str | None,
-    ephemeral_lab: bool,
-    allow_contexts: tuple[str, ...],
     max_concurrent_runs: int,
     clock: str | None,
     verbose: bool,
@@ -184,7 +162,7 @@ def operator(
             liveness=liveness,
             peering=peering,
             priority=priority,
-            kubeconfig=kubeconfig,
+            kubeconfig=target.kubeconfig,
             context=context,
             metrics_host=host,
             metrics_port=port,
@@ -192,9 +170,7 @@ def operator(
             lease_name=lease_name,
             lease_namespace=lease_namespace,
             lease_duration=lease_duration,
-            lab_state=lab_state,
-            ephemeral_lab=ephemeral_lab,
-            allowed_contexts=tuple(c for item in allow_contexts for c in item.split()),
+            targets=target,
             max_concurrent_runs=max_concurrent_runs,
             clock=Clock.parse(clock),
         )

@@ -9,7 +9,7 @@ import threading
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -17,6 +17,10 @@ from chaosaa.engine.progress import Progress
 from chaosaa.errors import ChaosaaError, ExitCode
 from chaosaa.spec.model import GameDay
 from chaosaa.targets.base import TargetOptions
+
+if TYPE_CHECKING:
+    from chaosaa.engine.outcome import RunOutcome
+    from chaosaa.engine.run import Run
 
 
 class _PrewarmChart:
@@ -43,45 +47,18 @@ class _PrewarmChart:
         self.inner.traffic(sent, ok, errors, by_region)
 
 
-def _options(
-    run_id: str,
-    allow_contexts: tuple[str, ...],
-    kubeconfig: str | None,
-    lab_state: str | None,
-    ephemeral: bool,
-) -> TargetOptions:
-    return TargetOptions(
-        run_id=run_id,
-        allowed_contexts=allow_contexts,
-        kubeconfig=kubeconfig,
-        state_dir=lab_state,
-        ephemeral=ephemeral,
-    )
-
-
-async def _execute_with_signals(run: object) -> object:
-    """Run to completion; SIGINT/SIGTERM cancel it once so that every fault reverts."""
-    from chaosaa.engine.run import Run
-
-    assert isinstance(run, Run)
+async def _execute_with_signals(run: Run) -> RunOutcome:
+    """Run to completion; SIGINT/SIGTERM stop it once so that every fault reverts."""
     loop = asyncio.get_running_loop()
-    task = asyncio.current_task()
-    assert task is not None
-    received: list[str] = []
 
     def on_signal(sig: signal.Signals) -> None:
-        if not received:
-            received.append(sig.name)
-            run.outcome.reason = f"interrupted by {sig.name}"
-            run.emit("run.signal", {"signal": sig.name, "action": "reverting every fault"})
-            inner.cancel()
-        else:
+        if not run.stop(f"interrupted by {sig.name}", signal=sig.name):
             run.emit(
                 "run.signal",
                 {"signal": sig.name, "action": "still reverting; SIGKILL leaves it to the TTLs"},
             )
 
-    inner = asyncio.ensure_future(run.execute())
+    inner = run.start()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal, sig)
     try:
@@ -99,17 +76,14 @@ def run_command(
     source: Path,
     report_dir: Path | None,
     dry_run: bool,
-    allow_contexts: tuple[str, ...],
-    kubeconfig: str | None,
-    lab_state: str | None,
-    ephemeral: bool,
+    target: TargetOptions,
     plain: bool,
 ) -> int:
     from chaosaa.cli.render import make_progress, render_plan
     from chaosaa.engine.plan import build_plan
 
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    options = _options(f"{gameday.name}-{stamp}", allow_contexts, kubeconfig, lab_state, ephemeral)
+    options = replace(target, run_id=f"{gameday.name}-{stamp}")
     try:
         plan = build_plan(gameday, options)
     except ChaosaaError as exc:
@@ -133,9 +107,6 @@ def run_command(
         close = getattr(progress.inner, "close", None)
         if close is not None:
             close()
-    from chaosaa.engine.run import RunOutcome
-
-    assert isinstance(outcome, RunOutcome)
     report = build_report(outcome)
     directory = report_dir or Path("chaosaa-reports") / f"{gameday.name}-{stamp}"
     paths = write_reports(report, directory)
@@ -147,12 +118,7 @@ def run_command(
 
 
 def rollback_command(
-    gameday: GameDay | None,
-    target_kind: str | None,
-    *,
-    lab_state: str | None,
-    allow_contexts: tuple[str, ...],
-    kubeconfig: str | None,
+    gameday: GameDay | None, target_kind: str | None, target: TargetOptions
 ) -> int:
     from chaosaa.spec.model import Target as TargetSpec
     from chaosaa.targets.base import target_for
@@ -162,20 +128,23 @@ def rollback_command(
     elif target_kind == "kubernetes":
         # Without a GameDay the allow-listed contexts are the target: every chaosaa
         # artefact in them (all namespaces) is removed.
-        if not allow_contexts:
+        if not target.allowed_contexts:
             click.echo(
                 "chaosaa: error: rollback --target kubernetes needs the contexts to clean: "
                 "--allow-context CONTEXT (repeatable) or CHAOSAA_ALLOWED_CONTEXTS",
                 err=True,
             )
             return int(ExitCode.INVALID)
-        regions = {f"c{i}": {"context": c} for i, c in enumerate(dict.fromkeys(allow_contexts))}
+        regions = {
+            f"c{i}": {"context": c} for i, c in enumerate(dict.fromkeys(target.allowed_contexts))
+        }
         spec = TargetSpec.model_validate({"kind": "kubernetes", "regions": regions})
     else:
         assert target_kind is not None
         spec = TargetSpec.model_validate({"kind": target_kind, "regions": {"all": {}}})
     options = replace(
-        _options("rollback", allow_contexts, kubeconfig, lab_state, ephemeral=False),
+        target,
+        run_id="rollback",
         # without a GameDay, the kind target cleans every kind cluster it finds
         extra={"rollback": True, "all": gameday is None},
     )

@@ -32,7 +32,8 @@ EventSink = Callable[[str, dict[str, Any]], None]
 
 @dataclass
 class FaultRecord:
-    """What happened to one fault, in unix seconds; None = did not happen."""
+    """What happened to one fault, in unix seconds; None = did not happen. The one
+    timeline of a fault: its events, its SLOs and its report entry are read from here."""
 
     fault: Fault
     requested_at: float | None = None
@@ -41,7 +42,6 @@ class FaultRecord:
     reverted_at: float | None = None
     error: str | None = None
     applied: Applied | None = None
-    renewals: int = 0
 
     @property
     def time_to_effect(self) -> float | None:
@@ -54,6 +54,11 @@ class FaultRecord:
         if self.revert_requested_at is None or self.reverted_at is None:
             return None
         return self.reverted_at - self.revert_requested_at
+
+
+def _rounded(seconds: float | None) -> float | None:
+    """A duration as events carry it: to the microsecond."""
+    return None if seconds is None else round(seconds, 6)
 
 
 async def _wait_until(
@@ -115,7 +120,7 @@ class FaultRunner:
         )
         self._emit(
             "fault.effective",
-            {"fault": f.name, "timeToEffectSeconds": round(rec.effective_at - rec.requested_at, 6)},
+            {"fault": f.name, "timeToEffectSeconds": _rounded(rec.time_to_effect)},
         )
 
     async def _hold(self, seconds: float) -> None:
@@ -129,7 +134,6 @@ class FaultRunner:
             if end - time.monotonic() > 0:
                 try:
                     await self.target.renew(applied, self.fault.ttl)
-                    self.record.renewals += 1
                 except Exception as exc:
                     # A missed renewal is not fatal while the TTL still covers us;
                     # the next attempt (or the TTL) settles it.
@@ -160,9 +164,5 @@ class FaultRunner:
             self._emit("fault.revert_failed", {"fault": f.name, "error": str(exc)})
             raise FaultError(f"fault {f.name!r}: revert failed: {exc}") from exc
         self._emit(
-            "fault.reverted",
-            {
-                "fault": f.name,
-                "timeToRevertSeconds": round(rec.reverted_at - rec.revert_requested_at, 6),
-            },
+            "fault.reverted", {"fault": f.name, "timeToRevertSeconds": _rounded(rec.time_to_revert)}
         )

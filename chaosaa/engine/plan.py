@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from chaosaa.durations import format_duration
+from chaosaa.engine.recovery import recovery_wait
 from chaosaa.spec.checks import uses_prometheus
 from chaosaa.spec.model import (
     ErrorRateSLO,
@@ -105,9 +106,9 @@ def build_plan(
         prometheus = spec.prometheus.url or f"supplied by the {spec.target.kind} target"
     else:
         prometheus = "not used"
-    sustain = max((getattr(s, "sustain", 0.0) for s in spec.slos), default=0.0)
-    recovery = max(spec.recovery.settle, sustain + 1.0 if spec.faults else 0.0)
-    estimate = t.warmup + spec.fault_span() + recovery
+    until_recovery = t.warmup + spec.fault_span()
+    recovery = recovery_wait(spec, elapsed=until_recovery)
+    estimate = until_recovery + recovery
     notes = []
     if spec.schedule:
         notes.append(f"schedule {spec.schedule!r} ({spec.time_zone}) applies to the operator only")

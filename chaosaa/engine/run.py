@@ -13,23 +13,23 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
-from chaosaa.engine.faults import FaultRecord, FaultRunner
+from chaosaa.engine.evidence import collect_series, conflict_count, read_back
+from chaosaa.engine.faults import FaultRunner
+from chaosaa.engine.outcome import RunOutcome
 from chaosaa.engine.progress import NullProgress, Progress
+from chaosaa.engine.recovery import recovery_wait
 from chaosaa.engine.slo import SLOContext, evaluate_slos
 from chaosaa.engine.steady import evaluate_checks, watch_abort_rules
-from chaosaa.errors import AbortedError, ChaosaaError, ExitCode, FaultError, InvalidInputError
-from chaosaa.measure.lost_writes import lost_writes
-from chaosaa.model import AckedWrite, Sample, Series
+from chaosaa.engine.verdict import stop_code
+from chaosaa.errors import AbortedError, ChaosaaError, FaultError, InvalidInputError
 from chaosaa.prom.client import PrometheusClient
-from chaosaa.report.model import SLOResult, SteadyStateResult
 from chaosaa.spec.checks import uses_prometheus
 from chaosaa.spec.model import GameDay, LostWritesSLO, ReplicationLagSLO
-from chaosaa.targets.base import Endpoints, Target, TargetEvent, TargetOptions, target_for
+from chaosaa.targets.base import Endpoints, Target, TargetOptions, target_for
 from chaosaa.traffic.generator import TrafficGenerator
-from chaosaa.traffic.readback import canary_lag, wait_converged
+from chaosaa.traffic.readback import canary_lag
 
 log = logging.getLogger(__name__)
 
@@ -37,35 +37,6 @@ log = logging.getLogger(__name__)
 LEASE_TTL = 15.0
 #: how often traffic counters are reported to progress
 PROGRESS_INTERVAL = 1.0
-
-
-@dataclass
-class RunOutcome:
-    """Everything a run produced; the report is rendered from this alone."""
-
-    gameday: GameDay
-    run_id: str
-    started_at: float
-    finished_at: float = 0.0
-    exit_code: ExitCode = ExitCode.PASSED
-    verdict: str = "passed"  # passed here means "no abort/error"; SLOs decide the rest
-    reason: str | None = None
-    endpoints: Endpoints | None = None
-    faults: list[FaultRecord] = field(default_factory=list)
-    steady_before: list[SteadyStateResult] = field(default_factory=list)
-    steady_after: list[SteadyStateResult] = field(default_factory=list)
-    slos: list[SLOResult] = field(default_factory=list)
-    samples: list[Sample] = field(default_factory=list)
-    acked: list[AckedWrite] = field(default_factory=list)
-    lost_writes: int = 0
-    divergent_keys: int = 0
-    conflicts: int = 0
-    integrity_checked: bool = False
-    canary: dict[str, float | None] = field(default_factory=dict)
-    lag_series: list[Series] = field(default_factory=list)
-    target_events: list[TargetEvent] = field(default_factory=list)
-    timeline: list[dict[str, Any]] = field(default_factory=list)
-    injection_started_at: float | None = None
 
 
 class Run:
@@ -98,6 +69,8 @@ class Run:
         self._lost_details: dict[str, Any] = {}
         self._background: list[asyncio.Task[Any]] = []
         self._conflicts_before: float | None = None
+        self._task: asyncio.Future[RunOutcome] | None = None
+        self._stopping = False
 
     # ------------------------------------------------------------------ helpers
 
@@ -114,36 +87,57 @@ class Run:
     async def _prom(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.to_thread(fn, *args)
 
+    # ------------------------------------------------------------------ start and stop
+
+    def start(self) -> asyncio.Future[RunOutcome]:
+        """:meth:`execute` in a task of its own, for :meth:`stop` to cancel. Await it
+        shielded: whoever waits may be cancelled, the run ends only through ``stop``."""
+        self._task = asyncio.ensure_future(self.execute())
+        return self._task
+
+    @property
+    def started(self) -> bool:
+        return self._task is not None
+
+    def stop(self, reason: str, /, **event: Any) -> bool:
+        """Stop a started run the way SIGINT does, exactly once: say why (``event``: what
+        the ``run.signal`` event adds), cancel it; every fault reverts and the task
+        returns the outcome. False if it is stopping already, or not started."""
+        if self._task is None or self._stopping:
+            return False
+        self._stopping = True
+        self.outcome.reason = reason
+        self.emit("run.signal", {**event, "action": "reverting every fault"})
+        self._task.cancel()
+        return True
+
     # ------------------------------------------------------------------ lifecycle
 
     async def execute(self) -> RunOutcome:
         out = self.outcome
         try:
             await self._lifecycle()
-        except asyncio.CancelledError:
+        except asyncio.CancelledError as exc:
             # SIGINT/SIGTERM: the faults were reverted on the way out (finally blocks).
-            out.exit_code, out.verdict = ExitCode.ABORTED, "aborted"
-            out.reason = out.reason or "interrupted"
-            self.emit("run.interrupted", {"reason": out.reason})
+            self._stopped(exc, "run.interrupted", out.reason or "interrupted")
         except AbortedError as exc:
-            out.exit_code, out.verdict, out.reason = ExitCode.ABORTED, "aborted", str(exc)
-            self.emit("run.aborted", {"reason": str(exc)})
+            self._stopped(exc, "run.aborted", str(exc))
         except InvalidInputError as exc:
-            out.exit_code, out.verdict, out.reason = ExitCode.INVALID, "error", str(exc)
-            self.emit("run.invalid", {"reason": str(exc)})
+            self._stopped(exc, "run.invalid", str(exc))
         except ChaosaaError as exc:
-            out.exit_code, out.verdict, out.reason = exc.exit_code, "error", str(exc)
-            self.emit("run.error", {"reason": str(exc)})
+            self._stopped(exc, "run.error", str(exc))
         except Exception as exc:  # a bug or an unexpected failure: still a report
             log.exception("run failed unexpectedly")
-            out.exit_code, out.verdict = ExitCode.ENVIRONMENT, "error"
-            out.reason = f"unexpected error: {type(exc).__name__}: {exc}"
-            self.emit("run.error", {"reason": out.reason})
+            self._stopped(exc, "run.error", f"unexpected error: {type(exc).__name__}: {exc}")
         finally:
             await asyncio.shield(self._cleanup())
         out.finished_at = time.time()
         self.emit("run.finished", {"exitCode": int(out.exit_code), "reason": out.reason})
         return out
+
+    def _stopped(self, exc: BaseException, event: str, reason: str) -> None:
+        self.outcome.stopped, self.outcome.reason = stop_code(exc), reason
+        self.emit(event, {"reason": reason})
 
     async def _lifecycle(self) -> None:
         endpoints = await self._preflight()
@@ -240,7 +234,7 @@ class Run:
         self._phase("inject", f"{len(self.spec.faults)} fault(s) over {span:g}s")
         start = time.monotonic()
         self.outcome.injection_started_at = time.time()
-        self._conflicts_before = await self._conflict_count()
+        self._conflicts_before = await conflict_count(self.prom, self.outcome.endpoints)
         runners = [FaultRunner(self.target, f, self.emit) for f in self.spec.faults]
         self._fault_runners = runners
         self.outcome.faults = [r.record for r in runners]
@@ -316,20 +310,8 @@ class Run:
             except ChaosaaError as exc:
                 log.warning("lease renewal failed: %s", exc)
 
-    def _recovery_wait(self) -> float:
-        sustain = max((getattr(s, "sustain", 0.0) for s in self.spec.slos), default=0.0)
-        lag_wait = max(
-            (s.recover_within or 0.0 for s in self.spec.slos if isinstance(s, ReplicationLagSLO)),
-            default=0.0,
-        )
-        wait = max(self.spec.recovery.settle, sustain + 1.0 if self.spec.faults else 0.0, lag_wait)
-        duration = self.spec.traffic.duration
-        if duration != "auto":
-            wait = max(wait, duration - (time.time() - self.outcome.started_at))
-        return wait
-
     async def _recover(self) -> None:
-        wait = self._recovery_wait()
+        wait = recovery_wait(self.spec, time.time() - self.outcome.started_at)
         self._phase("recover", f"traffic goes on for {wait:g}s")
         await asyncio.sleep(wait)
         if self.spec.steady_state:
@@ -346,9 +328,10 @@ class Run:
         self.outcome.samples = self.traffic.samples()
         self.outcome.acked = self.traffic.acked_writes()
         if any(isinstance(s, LostWritesSLO) for s in self.spec.slos):
-            await self._check_lost_writes()
+            timeout = self.spec.recovery.convergence_timeout
+            self._lost_details = await read_back(self.outcome, timeout, self.progress, self.emit)
         end = time.time()
-        await self._collect_series(end)
+        await collect_series(self.prom, self.outcome, end, self._conflicts_before)
         ctx = SLOContext(
             spec=self.spec,
             prom=self.prom,
@@ -370,64 +353,6 @@ class Run:
         with contextlib.suppress(Exception):
             self.outcome.target_events = await self.target.events(self.outcome.started_at)
 
-    async def _collect_series(self, end: float) -> None:
-        """Lag series and conflict count for the report (best effort: charts only)."""
-        endpoints = self.outcome.endpoints
-        if self.prom is None or endpoints is None:
-            return
-        start = self.outcome.started_at
-        step = max(1.0, (end - start) / 1000)
-        lag = next(
-            (s.promql for s in self.spec.slos if isinstance(s, ReplicationLagSLO) and s.promql),
-            endpoints.queries.get("replicationLag"),
-        )
-        try:
-            if lag:
-                self.outcome.lag_series = await self._prom(self.prom.range, lag, start, end, step)
-            after = await self._conflict_count()
-            if after is not None and self._conflicts_before is not None:
-                self.outcome.conflicts = max(0, round(after - self._conflicts_before))
-        except ChaosaaError as exc:
-            log.info("could not collect series for the report: %s", exc)
-
-    async def _conflict_count(self) -> float | None:
-        """The system's own conflict counter (e.g. last-writer-wins resolutions), if any."""
-        endpoints = self.outcome.endpoints
-        query = endpoints.queries.get("conflicts") if endpoints else None
-        if self.prom is None or not query:
-            return None
-        try:
-            value: float | None = await self._prom(self.prom.scalar, query)
-        except ChaosaaError as exc:
-            log.info("conflict count unavailable: %s", exc)
-            return None
-        return value
-
-    async def _check_lost_writes(self) -> None:
-        """Read every acknowledged write back from every region (DESIGN.md section 4)."""
-        endpoints = self.outcome.endpoints
-        if not endpoints or not endpoints.regions or not self.outcome.acked:
-            return
-        keys = sorted({w.key for w in self.outcome.acked})
-        timeout = self.spec.recovery.convergence_timeout
-        self.progress.phase("verify", f"reading {len(keys)} keys back from every region")
-        conv = await wait_converged(dict(endpoints.regions), keys, timeout)
-        result = lost_writes(self.outcome.acked, conv.values)
-        self.outcome.lost_writes = int(result.measured or 0)
-        self.outcome.divergent_keys = len(conv.divergent)
-        self.outcome.integrity_checked = not result.no_data
-        self._lost_details = {**result.details, "convergedAfterSeconds": round(conv.elapsed, 3)}
-        if result.no_data:
-            self._lost_details["noData"] = True
-        self.emit(
-            "data.integrity",
-            {
-                "acknowledged": len(self.outcome.acked),
-                "lost": self.outcome.lost_writes,
-                "divergentKeys": len(conv.divergent),
-            },
-        )
-
     async def _stop_background(self) -> None:
         for task in self._background:
             task.cancel()
@@ -447,8 +372,9 @@ class Run:
                 except Exception as exc:
                     rec.error = f"revert failed: {exc}"
         if any(r.record.error and "revert failed" in r.record.error for r in self._fault_runners):
-            self.outcome.exit_code, self.outcome.verdict = ExitCode.ENVIRONMENT, "error"
-            self.outcome.reason = self.outcome.reason or "a fault could not be reverted"
+            failed = FaultError("a fault could not be reverted")
+            self.outcome.stopped = stop_code(failed)  # even over an abort: it is an error
+            self.outcome.reason = self.outcome.reason or str(failed)
         await self._stop_background()
         if self.traffic is not None:
             with contextlib.suppress(Exception):

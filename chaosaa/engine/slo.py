@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chaosaa.engine.faults import FaultRecord
+from chaosaa.engine.verdict import slo_result
 from chaosaa.errors import ChaosaaError
 from chaosaa.measure import failover as m_failover
 from chaosaa.measure import lag as m_lag
@@ -22,7 +23,7 @@ from chaosaa.measure.aggregate import Aggregate, aggregate
 from chaosaa.measure.result import Measurement
 from chaosaa.model import AckedWrite, Sample, Series
 from chaosaa.prom.client import PrometheusClient
-from chaosaa.report.model import SLOResult, slo_result
+from chaosaa.report.model import SLOResult
 from chaosaa.spec.model import (
     SLO,
     ErrorRateSLO,

@@ -10,9 +10,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from chaosaa.engine.verdict import steady_state_result
 from chaosaa.errors import AbortedError, ChaosaaError
 from chaosaa.prom.client import PrometheusClient
-from chaosaa.report.model import SteadyStateResult, steady_state_result
+from chaosaa.report.model import SteadyStateResult
 from chaosaa.spec.model import AbortRule, SteadyStateCheck
 from chaosaa.spec.types import Expectation
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from chaosaa.errors import InvalidInputError
 from chaosaa.operator.clock import Clock
+from chaosaa.targets.base import TargetOptions
 
 ENV_POD_NAMESPACE = "POD_NAMESPACE"
 ENV_POD_NAME = "POD_NAME"
@@ -34,10 +35,8 @@ class OperatorConfig:
     lease_name: str = "chaosaa-operator"
     lease_namespace: str | None = None
     lease_duration: float = 15.0
-    # what runs get (same meaning as `chaosaa run`'s flags)
-    lab_state: str | None = None
-    ephemeral_lab: bool = False
-    allowed_contexts: tuple[str, ...] = ()
+    # what runs' targets get: the flags `chaosaa run` has too (run id and credentials per run)
+    targets: TargetOptions = field(default_factory=lambda: TargetOptions(ephemeral=False))
     max_concurrent_runs: int = 20
     api_workers: int = 8
     clock: Clock = field(default_factory=Clock)

@@ -14,7 +14,7 @@ import asyncio
 import copy
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from chaosaa.errors import InvalidInputError
 from chaosaa.kube import ForbiddenError, NotFoundError
 from chaosaa.operator.kube import Kube
 from chaosaa.spec.model import GameDay
+from chaosaa.targets.base import TargetOptions
 
 
 @dataclass
@@ -33,6 +34,18 @@ class RunCredentials:
     merged: str | None = None
     per_region: dict[str, str] = field(default_factory=dict)
     directory: Path | None = None
+
+    def target_options(
+        self, base: TargetOptions, run_id: str, namespace: str, **extra: Any
+    ) -> TargetOptions:
+        """What one run's target gets: the operator's target flags (``base``, the same as
+        ``chaosaa run``'s) with this run's id, namespace and credentials."""
+        return replace(
+            base,
+            run_id=run_id,
+            kubeconfig=self.merged or base.kubeconfig,
+            extra={"kubeconfigs": dict(self.per_region), "namespace": namespace, **extra},
+        )
 
     def cleanup(self) -> None:
         if self.directory is not None:

@@ -17,18 +17,19 @@ import math
 import time
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from chaosaa.errors import ChaosaaError
 from chaosaa.kube import AlreadyExistsError
 from chaosaa.operator import runs
-from chaosaa.operator.events import ObjectRef
+from chaosaa.operator.clock import Clock
+from chaosaa.operator.events import EventRecorder, ObjectRef
+from chaosaa.operator.kube import Kube
+from chaosaa.operator.metrics import Metrics
 from chaosaa.operator.schedule import Decision, decide, next_slot, run_name
+from chaosaa.operator.status import patch_gameday_status
 from chaosaa.spec.crd import TERMINAL_PHASES
 from chaosaa.spec.model import GameDay
-
-if TYPE_CHECKING:
-    from chaosaa.operator.state import Operator
 
 log = logging.getLogger(__name__)
 
@@ -83,9 +84,21 @@ class Entry:
 
 
 class Scheduler:
-    def __init__(self, op: Operator, run_index: RunIndex | None = None) -> None:
-        self.op = op
-        self.clock = op.clock
+    def __init__(
+        self,
+        clock: Clock,
+        kube: Kube,
+        fire_kube: Kube,
+        events: EventRecorder,
+        metrics: Metrics,
+        run_index: RunIndex | None = None,
+    ) -> None:
+        self.clock = clock
+        self.kube = kube
+        #: creates the runs, through threads of its own (see ``state.FIRE_WORKERS``)
+        self.fire_kube = fire_kube
+        self.events = events
+        self.metrics = metrics
         self.run_index: RunIndex = run_index if run_index is not None else {}
         self.entries: dict[tuple[str, str], Entry] = {}
         #: runs created here and not yet seen in the index: (ns, gameday) -> {name: wall}
@@ -275,7 +288,7 @@ class Scheduler:
         return decision.next
 
     def _missed(self, entry: Entry, decision: Decision) -> None:
-        self.op.metrics.missed_slots.labels(entry.namespace, entry.name).inc(decision.missed)
+        self.metrics.missed_slots.labels(entry.namespace, entry.name).inc(decision.missed)
         if decision.too_late is not None:
             message = (
                 f"{decision.missed} slot(s) missed; the latest, {runs.rfc3339(decision.too_late)}, "
@@ -283,7 +296,7 @@ class Scheduler:
             )
         else:
             message = f"{decision.missed} older slot(s) missed; only the most recent one runs"
-        self.op.events.warning(entry.ref, "MissedSchedule", message)
+        self.events.warning(entry.ref, "MissedSchedule", message)
 
     async def _fire(self, entry: Entry, slot: float, now: float) -> bool:
         """Create the run for ``slot``; False when it has to wait (Forbid)."""
@@ -291,7 +304,7 @@ class Scheduler:
         if active and entry.policy == "Forbid":
             if entry.waiting_for != slot:
                 entry.waiting_for = slot
-                self.op.events.normal(
+                self.events.normal(
                     entry.ref,
                     "Waiting",
                     f"slot {runs.rfc3339(slot)} waits for {', '.join(active)} to finish "
@@ -303,8 +316,8 @@ class Scheduler:
         entry.waiting_for = None
         if active and entry.policy == "Replace":
             for name in active:
-                await self.op.kube.delete(runs.GAMEDAYRUNS, entry.namespace, name)
-            self.op.events.normal(
+                await self.kube.delete(runs.GAMEDAYRUNS, entry.namespace, name)
+            self.events.normal(
                 entry.ref, "Replaced", f"deleted {', '.join(active)} (concurrencyPolicy Replace)"
             )
             # the new run starts once the old ones reverted their faults and are gone:
@@ -313,7 +326,7 @@ class Scheduler:
         name = run_name(entry.name, slot)
         manifest = runs.run_manifest(entry.body, name=name, trigger="schedule", scheduled=slot)
         try:
-            await self.op.fire_kube.create(runs.GAMEDAYRUNS, entry.namespace, manifest)
+            await self.fire_kube.create(runs.GAMEDAYRUNS, entry.namespace, manifest)
         except AlreadyExistsError:
             log.info(
                 "run %s/%s for %s exists already: not firing again",
@@ -323,9 +336,9 @@ class Scheduler:
             )
         else:
             delay = self.clock.wall_seconds(self.clock.now() - slot)
-            self.op.metrics.schedule_delay.observe(max(0.0, delay))
+            self.metrics.schedule_delay.observe(max(0.0, delay))
             self.note_created(entry.namespace, entry.name, name)
-            self.op.events.normal(
+            self.events.normal(
                 entry.ref, "Scheduled", f"created run {name} for slot {runs.rfc3339(slot)}"
             )
         entry.since = max(entry.since, slot)
@@ -357,5 +370,5 @@ class Scheduler:
         if not changes:
             return
         changes["active"] = self.active_runs(entry.namespace, entry.name)
-        if await self.op.patch_gameday_status(entry.namespace, entry.name, changes):
+        if await patch_gameday_status(self.kube, entry.namespace, entry.name, changes):
             entry.written.update(changes)

@@ -1,26 +1,35 @@
-"""The running operator: the objects every handler works with, built once per process."""
+"""The running operator: the composition root.
+
+:class:`Operator` builds every collaborator once per process, each with exactly what it
+needs, and the handlers reach them through it. Nothing below imports this module:
+
+    Scheduler(clock, kube, fire_kube, events, metrics)        GameDay schedules
+    RunHistory(kube, metrics, scheduler.active_runs)          after a run
+    Orphans(kube, events, config.targets, history)            runs of a dead operator
+    RunExecutor(RunServices(config, kube, events, metrics,    the runs of this operator
+                            slots, history, scheduler.created),
+                scheduler.run_finished)
+"""
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
-from collections.abc import Mapping
 from typing import Any
 
-from chaosaa.errors import ChaosaaError
-from chaosaa.kube import NotFoundError, load_api_client
-from chaosaa.operator import runs
+from chaosaa.kube import load_api_client
 from chaosaa.operator.config import OperatorConfig
 from chaosaa.operator.events import EventRecorder
 from chaosaa.operator.executor import RunExecutor
+from chaosaa.operator.history import RunHistory
 from chaosaa.operator.kube import Kube
 from chaosaa.operator.lease import LeaderLease
 from chaosaa.operator.metrics import HealthServer, Metrics
+from chaosaa.operator.orphans import Orphans
+from chaosaa.operator.runtask import RunServices
 from chaosaa.operator.scheduler import Scheduler
+from chaosaa.operator.slots import RunSlots
 from chaosaa.spec.model import GameDay
-
-log = logging.getLogger(__name__)
 
 #: /healthz fails when the scheduler loop has not ticked for this long (wall seconds)
 STALE_AFTER = 60.0
@@ -31,7 +40,6 @@ FIRE_WORKERS = 32
 class Operator:
     def __init__(self, config: OperatorConfig, kube: Kube | None = None) -> None:
         self.config = config
-        self.clock = config.clock
         self.kube = kube or Kube(
             load_api_client(config.kubeconfig, config.context), workers=config.api_workers
         )
@@ -40,9 +48,23 @@ class Operator:
         self.fire_kube = Kube(self.kube.api, workers=FIRE_WORKERS, owns_api=False)
         self.metrics = Metrics()
         self.events = EventRecorder(self.kube, config.identity)
-        self.runs = RunExecutor(self)
-        self.scheduler = Scheduler(self)
+        self.scheduler = Scheduler(
+            config.clock, self.kube, self.fire_kube, self.events, self.metrics
+        )
+        # Events wait while the scheduler creates a burst of runs
         self.events.gate = self.scheduler.created
+        history = RunHistory(self.kube, self.metrics, self.scheduler.active_runs)
+        self.orphans = Orphans(self.kube, self.events, config.targets, history)
+        services = RunServices(
+            config=config,
+            kube=self.kube,
+            events=self.events,
+            metrics=self.metrics,
+            slots=RunSlots(config.max_concurrent_runs),
+            history=history,
+            burst=self.scheduler.created,
+        )
+        self.runs = RunExecutor(services, finished=self.scheduler.run_finished)
         self.lease: LeaderLease | None = None
         if config.lease and config.lease_namespace:
             self.lease = LeaderLease(
@@ -74,17 +96,3 @@ class Operator:
             "gamedays": len(self.scheduler.entries),
             "runs": len(self.runs.tasks),
         }
-
-    async def patch_gameday_status(
-        self, namespace: str, name: str, fields: Mapping[str, Any]
-    ) -> bool:
-        """Merge ``fields`` into a GameDay's status; False if that failed (gone already:
-        nothing to do, True)."""
-        try:
-            await self.kube.patch_status(runs.GAMEDAYS, namespace, name, {"status": dict(fields)})
-        except NotFoundError:
-            return True
-        except ChaosaaError as exc:
-            log.warning("GameDay %s/%s: status not written: %s", namespace, name, exc)
-            return False
-        return True

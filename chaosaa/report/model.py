@@ -4,52 +4,30 @@ Instants are unix seconds (floats) in Python, like everything in :mod:`chaosaa.m
 ISO-8601 UTC strings with milliseconds and ``Z`` in JSON. The JSON alone is enough to
 re-render every other artefact (``chaosaa report RUN.json``).
 
-Building a report during a run::
+This module records; it decides nothing. The engine builds a report during a run
+(:mod:`chaosaa.engine.reporting`) and judges it (:mod:`chaosaa.engine.verdict`)::
 
     report = new_report(gameday, started_at=time.time(), run_id=run_id)
     report.event(now, "fault.effective", fault="eu-dark")
-    report.record_fault(FaultResult.from_window(window))
     report.record_slo(slo_result(slo, measured=4.21, source="probe", error_bound_seconds=0.02))
-    report.finish(finished_at=time.time())          # verdict from the SLOs
+    finish(report, finished_at=time.time())          # verdict and exit code
     write_reports(report, report_dir)                # chaosaa.report.write
 """
 
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from chaosaa.durations import format_duration
-from chaosaa.errors import ExitCode, InvalidInputError
-from chaosaa.model import FaultWindow
-from chaosaa.report.codec import DecodeError, from_dict, instant, plain, to_dict
-from chaosaa.spec.model import (
-    SLO,
-    ErrorRateSLO,
-    FailoverTimeSLO,
-    GameDay,
-    LostWritesSLO,
-    PromQLSLO,
-    ReplicationLagSLO,
-    SteadyStateCheck,
-)
-from chaosaa.spec.types import Expectation
+from chaosaa.errors import InvalidInputError
+from chaosaa.report.codec import DecodeError, from_dict, instant, to_dict
 
 SCHEMA_VERSION = 1
 
 RunVerdict = Literal["passed", "failed", "aborted", "error"]
 SLOVerdict = Literal["passed", "failed", "unknown"]
-
-#: ``run``'s exit code for each verdict (DESIGN.md section 3).
-EXIT_CODES: dict[str, ExitCode] = {
-    "passed": ExitCode.PASSED,
-    "failed": ExitCode.SLO_FAILED,
-    "aborted": ExitCode.ABORTED,
-    "error": ExitCode.ENVIRONMENT,
-}
 
 
 class ReportFileError(InvalidInputError):
@@ -80,27 +58,6 @@ class FaultResult:
     revert_requested_at: float | None = instant(default=None)
     scope: str = ""  # what it cuts, e.g. "regions eu" or "links us->eu"
     error: str | None = None  # why it could not be injected, verified or reverted
-
-    @classmethod
-    def from_window(
-        cls, window: FaultWindow, *, scope: str = "", error: str | None = None
-    ) -> FaultResult:
-        return cls(
-            name=window.name,
-            type=window.type,
-            requested_at=window.requested_at,
-            effective_at=window.effective_at,
-            reverted_at=window.reverted_at,
-            revert_requested_at=window.revert_requested_at,
-            time_to_effect_seconds=_between(window.requested_at, window.effective_at),
-            time_to_revert_seconds=_between(window.revert_requested_at, window.reverted_at),
-            scope=scope,
-            error=error,
-        )
-
-
-def _between(start: float | None, end: float | None) -> float | None:
-    return None if start is None or end is None else end - start
 
 
 @dataclass(kw_only=True, slots=True)
@@ -145,7 +102,9 @@ class SLOResult:
     @property
     def fails_run(self) -> bool:
         """Failed, or unknown without ``onNoData: ignore``. An SLO a completed run never
-        evaluated counts too: a forgotten measurement must not read as a pass."""
+        evaluated counts too: a forgotten measurement must not read as a pass. The run's
+        verdict (:func:`chaosaa.engine.verdict.run_exit_code`) and the renderers of a
+        stored report read an SLO result this one way."""
         if self.verdict == "failed":
             return True
         return self.verdict == "unknown" and self.on_no_data == "fail"
@@ -268,24 +227,6 @@ class RunReport:
                 return
         self.slos.append(result)
 
-    def finish(
-        self,
-        *,
-        finished_at: float,
-        verdict: RunVerdict | None = None,
-        reason: str | None = None,
-        exit_code: int | None = None,
-    ) -> None:
-        """Close the report. Without ``verdict``: failed if an SLO fails the run (``unknown``
-        counts unless ``onNoData: ignore``) or a steady-state check after recovery failed.
-        ``exit_code`` defaults to the verdict's (:data:`EXIT_CODES`); an ``error`` caused by
-        invalid input passes 2."""
-        self.finished_at = finished_at
-        self.verdict = verdict if verdict is not None else decide_verdict(self)
-        self.exit_code = int(exit_code if exit_code is not None else EXIT_CODES[self.verdict])
-        if reason is not None:
-            self.reason = reason
-
     # -- reading ---------------------------------------------------------------------
 
     @property
@@ -339,143 +280,3 @@ def load_report(path: Path) -> RunReport:
     except OSError as e:
         raise ReportFileError(f"{path}: cannot read ({e.strerror})") from None
     return RunReport.from_json(text, source=str(path))
-
-
-def decide_verdict(report: RunReport) -> RunVerdict:
-    if any(slo.fails_run for slo in report.slos):
-        return "failed"
-    if any(check.evaluated and not check.passed for check in report.steady_state.after):
-        return "failed"
-    return "passed"
-
-
-# --------------------------------------------------------------------------- builders
-
-
-def new_report(gameday: GameDay, *, started_at: float, run_id: str | None = None) -> RunReport:
-    """A report for a run that is starting: every fault listed as never injected and every
-    SLO as not evaluated, so a run that stops early still says what it did not do.
-    Verdict ``error`` until :meth:`RunReport.finish`."""
-    spec = gameday.spec
-    return RunReport(
-        gameday=gameday.name,
-        description=spec.description,
-        run_id=run_id,
-        verdict="error",
-        exit_code=int(ExitCode.ENVIRONMENT),
-        started_at=started_at,
-        finished_at=started_at,
-        target=TargetInfo(kind=spec.target.kind, regions=list(spec.target.regions)),
-        faults=[FaultResult(name=f.name, type=f.type, scope=str(f.scope())) for f in spec.faults],
-        slos=[
-            slo_not_evaluated(slo, "the run stopped before this SLO was evaluated")
-            for slo in spec.slos
-        ],
-        traffic=Traffic(by_region={region: RegionTraffic() for region in spec.target.regions}),
-    )
-
-
-def slo_objective(slo: SLO) -> tuple[str, str]:
-    """The objective as text and the unit of the measured value."""
-    if isinstance(slo, FailoverTimeSLO):
-        return f"<= {format_duration(slo.max)}", "s"
-    if isinstance(slo, ReplicationLagSLO):
-        objective = f"<= {format_duration(slo.max)}"
-        if slo.recover_within is not None:
-            objective += f", back under it within {format_duration(slo.recover_within)}"
-        return objective, "s"
-    if isinstance(slo, LostWritesSLO):
-        return f"<= {slo.max}", "writes"
-    if isinstance(slo, ErrorRateSLO):
-        return f"<= {slo.max:g}", "ratio"
-    return str(slo.objective), ""
-
-
-def _default_source(slo: SLO) -> str:
-    if isinstance(slo, FailoverTimeSLO | ErrorRateSLO):
-        return slo.source
-    if isinstance(slo, LostWritesSLO):
-        return "readback"
-    return "prometheus"
-
-
-def objective_holds(slo: SLO, measured: float) -> bool:
-    """The plain comparison of ``measured`` against the SLO's bound."""
-    if isinstance(slo, PromQLSLO):
-        return slo.objective.holds(measured)
-    return Expectation("<=", float(slo.max)).holds(measured)
-
-
-def slo_result(
-    slo: SLO,
-    measured: float | None,
-    *,
-    passed: bool | None = None,
-    source: str | None = None,
-    error_bound_seconds: float | None = None,
-    details: dict[str, Any] | None = None,
-) -> SLOResult:
-    """The result of one evaluated SLO.
-
-    ``measured`` of ``None`` or NaN gives ``unknown``, whatever ``passed`` says: no data
-    is never a pass. ``passed`` defaults to comparing ``measured`` with the SLO's bound;
-    pass it explicitly for compound objectives (e.g. replication lag's ``recoverWithin``).
-    """
-    objective, unit = slo_objective(slo)
-    verdict: SLOVerdict
-    if measured is None or not math.isfinite(measured):
-        measured, verdict = None, "unknown"
-    else:
-        ok = objective_holds(slo, measured) if passed is None else passed
-        verdict = "passed" if ok else "failed"
-    return SLOResult(
-        name=slo.name,
-        type=slo.type,
-        objective=objective,
-        measured=measured,
-        unit=unit,
-        verdict=verdict,
-        source=source if source is not None else _default_source(slo),
-        error_bound_seconds=error_bound_seconds,
-        details=plain(details or {}),
-        on_no_data=slo.on_no_data,
-    )
-
-
-def slo_not_evaluated(slo: SLO, reason: str) -> SLOResult:
-    """An SLO the run never got to measure (aborted, error): ``unknown``, not evaluated."""
-    result = slo_result(slo, None, details={"reason": reason})
-    result.evaluated = False
-    return result
-
-
-def steady_state_result(
-    check: SteadyStateCheck,
-    value: float | None,
-    *,
-    at: float | None = None,
-    error: str | None = None,
-) -> SteadyStateResult:
-    """One steady-state check; no value (or NaN) fails it."""
-    finite = value is not None and math.isfinite(value)
-    return SteadyStateResult(
-        name=check.name,
-        value=value if finite else None,
-        passed=bool(finite and value is not None and check.expect.holds(value)),
-        expect=str(check.expect),
-        promql=check.promql,
-        at=at,
-        error=error if error is not None or finite else "no data",
-    )
-
-
-def steady_state_not_evaluated(check: SteadyStateCheck, reason: str) -> SteadyStateResult:
-    return SteadyStateResult(
-        name=check.name,
-        value=None,
-        passed=False,
-        expect=str(check.expect),
-        promql=check.promql,
-        error=reason,
-        evaluated=False,
-    )

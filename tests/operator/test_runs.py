@@ -7,10 +7,12 @@ from typing import Any
 
 import pytest
 
+from chaosaa.engine.reporting import new_report
+from chaosaa.engine.verdict import finish, slo_result
 from chaosaa.errors import InvalidInputError, SpecError
 from chaosaa.operator import runs
 from chaosaa.operator.kubeconfigs import merge
-from chaosaa.report.model import FaultResult, new_report, slo_result
+from chaosaa.report.model import FaultResult
 from chaosaa.spec.crd import GameDayRunSpec
 
 SPEC: dict[str, Any] = {
@@ -102,7 +104,7 @@ def test_a_finished_report_becomes_the_run_status() -> None:
     report.record_slo(slo_result(gameday.spec.slos[1], 1.5, source="prometheus"))
     report.record_slo(slo_result(gameday.spec.slos[2], 0.001))
     report.traffic.requests, report.traffic.errors = 500, 3
-    report.finish(finished_at=130.0)
+    finish(report, finished_at=130.0)
     status = runs.status_from_report(report)
     assert (status.phase, status.verdict, status.exit_code) == ("Succeeded", "passed", 0)
     assert (status.failover_seconds, status.peak_lag_seconds) == (4.2, 1.5)
@@ -113,7 +115,7 @@ def test_a_finished_report_becomes_the_run_status() -> None:
     assert patch["failoverSeconds"] == 4.2 and patch["faults"][0]["timeToEffectSeconds"] == 0.25
 
     report.record_slo(slo_result(gameday.spec.slos[0], 45.0, source="probe"))
-    report.finish(finished_at=130.0)
+    finish(report, finished_at=130.0)
     failed = runs.status_from_report(report)
     assert (failed.phase, failed.verdict, failed.exit_code) == ("Failed", "failed", 1)
 

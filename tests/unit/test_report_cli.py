@@ -10,8 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from chaosaa.cli.report import report as report_command
-from chaosaa.report.examples import example_report
 from chaosaa.report.write import write_reports
+from tests.unit.report_examples import example_report
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from pathlib import Path
 from rich.console import Console
 
 from chaosaa.report.console import render_summary
-from chaosaa.report.examples import example_report
+from tests.unit.report_examples import example_report
 
 
 def _render(outcome: str, *, tty: bool) -> str:

@@ -11,9 +11,9 @@ from html.parser import HTMLParser
 import pytest
 
 from chaosaa.report.chart import render_chart_svg
-from chaosaa.report.examples import START, example_report
 from chaosaa.report.html import render_html
 from chaosaa.report.model import ChartMarker, ChartWindow, FaultResult, RunReport
+from tests.unit.report_examples import START, example_report
 
 EXTERNAL = re.compile(
     r"""(?:src|href|xlink:href|action|poster|data)\s*=\s*["']?\s*(?:https?:)?//""", re.IGNORECASE

@@ -7,9 +7,11 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from chaosaa.report.examples import START, example_report
+from chaosaa.engine.verdict import finish
+from chaosaa.errors import ExitCode
 from chaosaa.report.junit import render_junit
 from chaosaa.report.model import RunReport
+from tests.unit.report_examples import START, example_report
 
 # The common JUnit schema (Ant's JUnit.xsd as extended by Jenkins' junit-10.xsd), which
 # GitHub test reporters, GitLab and Jenkins all read. No XSD validator is installed here,
@@ -151,9 +153,10 @@ def test_aborted_run_fails_the_abort_case_with_the_reason_and_skips_slos() -> No
 
 def test_error_run_reports_an_error_case() -> None:
     report = example_report("aborted")
-    report.finish(
+    finish(
+        report,
         finished_at=START + 3,
-        verdict="error",
+        stopped=ExitCode.ENVIRONMENT,
         reason="target unreachable: lab router did not answer",
     )
     suite = check_junit_shape(render_junit(report))

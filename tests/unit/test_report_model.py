@@ -10,18 +10,16 @@ from typing import Any
 
 import pytest
 
-from chaosaa.model import FaultWindow
-from chaosaa.report.examples import START, example_gameday, example_report
+from chaosaa.engine.faults import FaultRecord
+from chaosaa.engine.reporting import fault_result, new_report
+from chaosaa.engine.verdict import finish, slo_result, steady_state_result
 from chaosaa.report.model import (
-    FaultResult,
     ReportFileError,
     RunReport,
     SLOResult,
     load_report,
-    new_report,
-    slo_result,
-    steady_state_result,
 )
+from tests.unit.report_examples import START, example_gameday, example_report
 
 # The example of DESIGN.md section 3, verbatim: every key in it is a fixed field.
 DESIGN_EXAMPLE = """
@@ -193,7 +191,7 @@ def test_new_report_lists_every_fault_and_slo_before_anything_happened() -> None
 
 def test_finishing_a_run_that_never_evaluated_an_slo_fails_it() -> None:
     report = new_report(example_gameday(), started_at=START)
-    report.finish(finished_at=START + 1)
+    finish(report, finished_at=START + 1)
     assert report.verdict == "failed"  # a forgotten measurement is not a pass
 
 
@@ -205,10 +203,10 @@ def test_unknown_fails_the_run_unless_on_no_data_is_ignore() -> None:
     report.record_slo(slo_result(lag, 2.0))
     report.record_slo(slo_result(lost, 0))
     report.record_slo(slo_result(p99, None))  # onNoData: ignore
-    report.finish(finished_at=START + 1)
+    finish(report, finished_at=START + 1)
     assert report.verdict == "passed" and report.exit_code == 0
     report.record_slo(slo_result(lag, math.nan))
-    report.finish(finished_at=START + 1)
+    finish(report, finished_at=START + 1)
     assert report.slos[1].verdict == "unknown"
     assert (report.verdict, report.exit_code) == ("failed", 1)
 
@@ -234,13 +232,13 @@ def test_steady_state_without_a_value_fails() -> None:
     assert (empty.passed, empty.value, empty.error) == (False, None, "no data")
 
 
-def test_fault_result_from_window_computes_time_to_effect_and_revert() -> None:
-    result = FaultResult.from_window(
-        FaultWindow("f", "latency", 10.0, 10.25, 20.0, 20.5), scope="links us->eu"
-    )
+def test_fault_result_computes_time_to_effect_and_revert() -> None:
+    fault = example_gameday().spec.faults[0]
+    result = fault_result(FaultRecord(fault, 10.0, 10.25, 20.0, 20.5))
     assert result.time_to_effect_seconds == pytest.approx(0.25)
     assert result.time_to_revert_seconds == pytest.approx(0.5)
-    never = FaultResult.from_window(FaultWindow("f", "latency", requested_at=10.0))
+    assert result.scope == "regions eu"
+    never = fault_result(FaultRecord(fault, requested_at=10.0))
     assert never.effective_at is None and never.time_to_effect_seconds is None
 
 

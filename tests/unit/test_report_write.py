@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from chaosaa.report.examples import example_report
 from chaosaa.report.model import load_report
 from chaosaa.report.write import write_reports
+from tests.unit.report_examples import example_report
 
 
 def test_writes_json_junit_and_html(tmp_path: Path) -> None:

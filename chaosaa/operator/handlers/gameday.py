@@ -17,6 +17,7 @@ from chaosaa.kube import AlreadyExistsError
 from chaosaa.operator import runs
 from chaosaa.operator.events import ObjectRef
 from chaosaa.operator.schedule import manual_run_name
+from chaosaa.operator.status import patch_gameday_status
 from chaosaa.spec.model import GameDay
 
 if TYPE_CHECKING:
@@ -93,7 +94,8 @@ async def sync_condition(
         "observedGeneration": generation,
     }
     others = [c for c in conditions if c.get("type") != VALID]
-    await op.patch_gameday_status(
+    await patch_gameday_status(
+        op.kube,
         str(meta.get("namespace")),
         str(meta["name"]),
         {"conditions": [*others, condition], "observedGeneration": generation},
@@ -121,7 +123,7 @@ async def trigger(op: Operator, body: Mapping[str, Any]) -> None:
             "Triggered",
             f"created run {run} ({runs.ANNOTATION_TRIGGER}={value})",
         )
-    await op.patch_gameday_status(namespace, name, {"lastTrigger": value})
+    await patch_gameday_status(op.kube, namespace, name, {"lastTrigger": value})
 
 
 async def ignore_trigger(op: Operator, body: Mapping[str, Any], problem: str) -> None:
@@ -134,7 +136,7 @@ async def ignore_trigger(op: Operator, body: Mapping[str, Any], problem: str) ->
         "TriggerIgnored",
         f"not starting a run: the GameDay is invalid: {problem}",
     )
-    await op.patch_gameday_status(namespace, name, {"lastTrigger": value})
+    await patch_gameday_status(op.kube, namespace, name, {"lastTrigger": value})
 
 
 def _trigger_value(body: Mapping[str, Any]) -> str | None:

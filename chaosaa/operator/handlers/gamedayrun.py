@@ -58,7 +58,7 @@ async def on_start(op: Operator, body: Mapping[str, Any]) -> None:
         return
     if phase == "Running":
         owner = (body.get("status") or {}).get("operator") or "an earlier operator"
-        await op.runs.recover(body, f"the operator running it ({owner}) stopped mid-run")
+        await op.orphans.recover(body, f"the operator running it ({owner}) stopped mid-run")
         return
     op.runs.start(body)
 
@@ -69,7 +69,7 @@ async def on_delete(op: Operator, body: Mapping[str, Any]) -> None:
     if await op.runs.stop(namespace, name, "the GameDayRun was deleted"):
         return
     if runs.phase_of(body) == "Running":
-        await op.runs.recover(body, "deleted while no operator ran it", mark=False)
+        await op.orphans.recover(body, "deleted while no operator ran it", mark=False)
 
 
 async def set_finalizer(

@@ -71,7 +71,7 @@ async def sweep(op: Operator) -> None:
             status = body.get("status") or {}
             if status.get("phase") == "Running":
                 owner = status.get("operator") or "an earlier operator"
-                await op.runs.recover(body, f"the operator running it ({owner}) stopped mid-run")
+                await op.orphans.recover(body, f"the operator running it ({owner}) stopped mid-run")
 
 
 async def cleanup(op: Operator) -> None:

@@ -1,7 +1,7 @@
 """Deterministic example reports: a region-down GameDay that passed, failed or aborted.
 
 Built through the same calls the engine makes (:func:`new_report`, :func:`slo_result`,
-:func:`build_chart`...), from synthetic traffic. Used by tests, docs and screenshots.
+:func:`build_chart`, :func:`finish`...), from synthetic traffic. Test fixtures.
 """
 
 from __future__ import annotations
@@ -9,18 +9,22 @@ from __future__ import annotations
 import random
 from typing import Literal
 
-from chaosaa.model import FaultWindow, Sample, Series
-from chaosaa.report.chartdata import build_chart
-from chaosaa.report.model import (
-    DataIntegrity,
-    FaultResult,
-    RegionTraffic,
-    RunReport,
-    Traffic,
-    new_report,
+from chaosaa.engine.faults import FaultRecord
+from chaosaa.engine.reporting import fault_result, new_report
+from chaosaa.engine.verdict import (
+    finish,
     slo_result,
     steady_state_not_evaluated,
     steady_state_result,
+)
+from chaosaa.errors import ExitCode
+from chaosaa.model import Sample, Series
+from chaosaa.report.chartdata import build_chart
+from chaosaa.report.model import (
+    DataIntegrity,
+    RegionTraffic,
+    RunReport,
+    Traffic,
 )
 from chaosaa.spec.model import GameDay
 
@@ -106,10 +110,9 @@ def example_report(outcome: Outcome = "passed") -> RunReport:
     report.event(START + 90.0, "phase.recover")
     report.event(START + 110.0, "phase.verify")
     report.record_fault(
-        FaultResult.from_window(
-            FaultWindow(
-                name="eu-dark",
-                type="blackhole",
+        fault_result(
+            FaultRecord(
+                gameday.spec.faults[0],
                 requested_at=t_request,
                 effective_at=t_effect,
                 revert_requested_at=t_revert_request,
@@ -156,7 +159,7 @@ def example_report(outcome: Outcome = "passed") -> RunReport:
         lost_keys=[f"key-{i}" for i in range(lost)],
     )
     report.chart = build_chart(report, samples=samples, lag_series=_lag(t_effect, t_reverted, peak))
-    report.finish(finished_at=START + 112.5)
+    finish(report, finished_at=START + 112.5)
     return report
 
 
@@ -169,7 +172,7 @@ def _aborted(report: RunReport, gameday: GameDay) -> RunReport:
     reason = "steady state not met before injection: success-rate = 0.91, expected >= 0.99"
     report.event(START + 5.2, "abort", reason=reason)
     report.event(START + 5.3, "phase.revert", faults=0)
-    report.finish(finished_at=START + 6.0, verdict="aborted", reason=reason)
+    finish(report, finished_at=START + 6.0, stopped=ExitCode.ABORTED, reason=reason)
     return report
 
 

@@ -12,11 +12,11 @@ from chaosaa.spec.model import (
     FailoverTimeSLO,
     GameDay,
     GameDaySpec,
-    HttpProbe,
     LostWritesSLO,
     PromQLSLO,
     ReplicationLagSLO,
 )
+from chaosaa.spec.traffic import HttpProbe
 from chaosaa.targets.base import PlannedAction, Target, TargetOptions, target_for
 from chaosaa.traffic.profile import load_plan
 

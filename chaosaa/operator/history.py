@@ -11,7 +11,7 @@ from chaosaa.operator import runs
 from chaosaa.operator.kube import Kube
 from chaosaa.operator.metrics import Metrics
 from chaosaa.operator.status import patch_gameday_status
-from chaosaa.spec.crd import GameDayRunStatus, LastRun
+from chaosaa.spec.status import GameDayRunStatus, LastRun
 
 log = logging.getLogger(__name__)
 

@@ -21,8 +21,8 @@ from chaosaa.operator.events import EventRecorder, ObjectRef
 from chaosaa.operator.history import RunHistory
 from chaosaa.operator.kube import Kube
 from chaosaa.operator.kubeconfigs import read_kubeconfigs
-from chaosaa.spec.crd import GameDayRunStatus
 from chaosaa.spec.model import GameDay
+from chaosaa.spec.status import GameDayRunStatus
 from chaosaa.targets.base import TargetOptions, target_for
 
 log = logging.getLogger(__name__)

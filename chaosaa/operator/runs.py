@@ -13,10 +13,11 @@ from typing import Any
 
 from chaosaa.errors import SpecError
 from chaosaa.report.model import RunReport
-from chaosaa.spec.crd import (
-    GROUP,
+from chaosaa.spec.crd import GROUP, VERSION
+from chaosaa.spec.loader import validate_gameday
+from chaosaa.spec.model import API_VERSION, GameDay
+from chaosaa.spec.status import (
     TERMINAL_PHASES,
-    VERSION,
     CheckStatus,
     FaultStatus,
     GameDayRunStatus,
@@ -24,8 +25,6 @@ from chaosaa.spec.crd import (
     SLOStatus,
     SteadyStateStatus,
 )
-from chaosaa.spec.loader import validate_gameday
-from chaosaa.spec.model import API_VERSION, GameDay
 
 API = f"{GROUP}/{VERSION}"
 GAMEDAYS = "gamedays"

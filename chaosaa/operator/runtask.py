@@ -35,7 +35,7 @@ from chaosaa.operator.kubeconfigs import RunCredentials, read_kubeconfigs
 from chaosaa.operator.metrics import Metrics
 from chaosaa.operator.progress import RunProgress
 from chaosaa.operator.slots import RunSlots
-from chaosaa.spec.crd import TERMINAL_PHASES, GameDayRunStatus
+from chaosaa.spec.status import TERMINAL_PHASES, GameDayRunStatus
 from chaosaa.targets.base import TargetOptions
 
 log = logging.getLogger(__name__)

@@ -28,8 +28,8 @@ from chaosaa.operator.kube import Kube
 from chaosaa.operator.metrics import Metrics
 from chaosaa.operator.schedule import Decision, decide, next_slot, run_name
 from chaosaa.operator.status import patch_gameday_status
-from chaosaa.spec.crd import TERMINAL_PHASES
 from chaosaa.spec.model import GameDay
+from chaosaa.spec.status import TERMINAL_PHASES
 
 log = logging.getLogger(__name__)
 

@@ -9,11 +9,11 @@ from chaosaa.spec.model import (
     ErrorRateSLO,
     FailoverTimeSLO,
     GameDaySpec,
-    HttpProbe,
     LostWritesSLO,
     PromQLSLO,
     ReplicationLagSLO,
 )
+from chaosaa.spec.traffic import HttpProbe
 
 Problem = tuple[tuple[str | int, ...], str]
 

@@ -22,7 +22,8 @@ from pydantic import ValidationError
 from chaosaa.errors import SpecError
 from chaosaa.spec.checks import semantic_problems
 from chaosaa.spec.faults import FAULT_TYPES
-from chaosaa.spec.model import PROBE_TYPES, SLO_TYPES, STAGE_TYPES, GameDay
+from chaosaa.spec.model import SLO_TYPES, GameDay
+from chaosaa.spec.traffic import PROBE_TYPES, STAGE_TYPES
 
 Loc = tuple[str | int, ...]
 

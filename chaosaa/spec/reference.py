@@ -13,6 +13,7 @@ from pydantic_core import PydanticUndefined
 
 from chaosaa.durations import format_duration
 from chaosaa.spec import model as m
+from chaosaa.spec import traffic as t
 from chaosaa.spec.faults import FAULT_MODELS, FAULT_TYPES
 
 SECTIONS: list[tuple[str, type[BaseModel]]] = [
@@ -22,13 +23,13 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("spec.target", m.Target),
     ("spec.target.regions.NAME", m.RegionTarget),
     ("spec.prometheus", m.Prometheus),
-    ("spec.traffic", m.Traffic),
-    ("spec.traffic.load.NAME", m.RegionLoad),
-    ("stage `constant`", m.ConstantStage),
-    ("stage `ramp`", m.RampStage),
-    ("stage `step`", m.StepStage),
-    ("probe `kv`", m.KvProbe),
-    ("probe `http`", m.HttpProbe),
+    ("spec.traffic", t.Traffic),
+    ("spec.traffic.load.NAME", t.RegionLoad),
+    ("stage `constant`", t.ConstantStage),
+    ("stage `ramp`", t.RampStage),
+    ("stage `step`", t.StepStage),
+    ("probe `kv`", t.KvProbe),
+    ("probe `http`", t.HttpProbe),
     ("spec.recovery", m.Recovery),
     ("spec.steadyState[]", m.SteadyStateCheck),
     ("spec.abort[]", m.AbortRule),

@@ -28,8 +28,8 @@ from typing import Self
 
 from chaosaa.errors import InvalidInputError, TargetUnreachableError
 from chaosaa.model import AckedWrite, Sample
-from chaosaa.spec.model import HttpProbe as HttpProbeSpec
-from chaosaa.spec.model import Traffic
+from chaosaa.spec.traffic import HttpProbe as HttpProbeSpec
+from chaosaa.spec.traffic import Traffic
 from chaosaa.traffic.probes import HOME_HEADER, REGION_HEADER, Probe, http_probe, kv_probe
 from chaosaa.traffic.profile import LoadPlan, constant_plan, load_plan
 from chaosaa.traffic.recording import RegionTable, SampleLog, WriteLedger

@@ -30,7 +30,7 @@ from chaosaa.traffic.client import Exchange, Origin
 from chaosaa.traffic.recording import write_value
 
 if TYPE_CHECKING:  # worker processes unpickle probes without loading the GameDay models
-    from chaosaa.spec.model import HttpProbe as HttpProbeSpec
+    from chaosaa.spec.traffic import HttpProbe as HttpProbeSpec
 
 HOME_HEADER = "X-Chaosaa-Home"
 REGION_HEADER = "X-Chaosaa-Region"

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 from chaosaa.durations import format_duration
 
 if TYPE_CHECKING:  # worker processes unpickle plans without loading the GameDay models
-    from chaosaa.spec.model import Stage, Traffic
+    from chaosaa.spec.traffic import Stage, Traffic
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ from chaosaa.errors import InvalidInputError, SpecError
 from chaosaa.operator import runs
 from chaosaa.operator.kubeconfigs import merge
 from chaosaa.report.model import FaultResult
-from chaosaa.spec.crd import GameDayRunSpec
+from chaosaa.spec.status import GameDayRunSpec
 
 SPEC: dict[str, Any] = {
     "target": {"kind": "lab", "regions": {"us": {}, "eu": {}}},

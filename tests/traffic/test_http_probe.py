@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from chaosaa.measure import error_rate, failover_time_from_samples, region_of
-from chaosaa.spec.model import Traffic
+from chaosaa.spec.traffic import Traffic
 from chaosaa.traffic import TrafficGenerator
 from tests.traffic.service import Mode, PlainService
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from chaosaa.spec.model import Traffic
+from chaosaa.spec.traffic import Traffic
 from chaosaa.traffic import TrafficGenerator, load_plan, parse_write_value
 from chaosaa.traffic.profile import segments
 from tests.traffic.service import SwitchableService

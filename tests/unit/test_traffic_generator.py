@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from chaosaa.model import Sample
-from chaosaa.spec.model import Traffic
+from chaosaa.spec.traffic import Traffic
 from chaosaa.traffic import ERROR_CLASSES, TrafficGenerator, parse_write_value
 from chaosaa.traffic.recording import RegionTable, SampleLog
 from tests.traffic.service import SwitchableService

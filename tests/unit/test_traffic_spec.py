@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from chaosaa.cli.main import cli
 from chaosaa.errors import SpecError
 from chaosaa.spec.loader import load_gameday_text
-from chaosaa.spec.model import HttpProbe, KvProbe, Traffic
+from chaosaa.spec.traffic import HttpProbe, KvProbe, Traffic
 from chaosaa.traffic import TrafficCapacityError, TrafficGenerator, capacity, load_plan
 
 BASE = """\

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from chaosaa.errors import ChaosaaError
 from chaosaa.kube import ConflictError, NotFoundError
 from chaosaa.operator import runs
-from chaosaa.spec.crd import TERMINAL_PHASES
+from chaosaa.spec.status import TERMINAL_PHASES
 
 if TYPE_CHECKING:
     from chaosaa.operator.state import Operator

@@ -95,24 +95,41 @@ def cli(verbose: int) -> None:
 @cli.command(context_settings=CONTEXT)
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("-q", "--quiet", is_flag=True, help="Print only errors.")
-def validate(files: tuple[Path, ...], quiet: bool) -> None:
+@click.option(
+    "--target",
+    "target_kind",
+    type=click.Choice(["lab", "kind", "kubernetes"]),
+    help="Also check that every fault can run on this target kind (default: the file's own).",
+)
+def validate(files: tuple[Path, ...], quiet: bool, target_kind: str | None) -> None:
     """Check GameDay files without touching anything.
 
     Every problem is reported as FILE:LINE: FIELD: REASON. Exit 0 when all files are
-    valid, 2 when any is not.
+    valid, 2 when any is not. Every fault must be one the target can do (its own
+    target.kind, or --target).
 
     \b
-    Example:
+    Examples:
       $ chaosaa validate experiments/*.yaml
       experiments/region-down.yaml: valid (region-down: 1 fault, 3 SLOs)
+      $ chaosaa validate --target kind experiments/region-down.yaml
     """
     from chaosaa.errors import SpecError
     from chaosaa.spec.loader import load_gameday
+    from chaosaa.targets.base import target_class
 
     bad = 0
     for path in files:
         try:
             gd = load_gameday(path)
+            target = target_class(target_kind or gd.spec.target.kind)
+            refused = [
+                f"{path}: spec.faults[{i}].type: {reason}"
+                for i, fault in enumerate(gd.spec.faults)
+                if (reason := target.unsupported(fault)) is not None
+            ]
+            if refused:
+                raise SpecError(refused)
         except SpecError as exc:
             bad += 1
             for problem in exc.problems:

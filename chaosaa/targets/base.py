@@ -185,14 +185,22 @@ class Target(ABC):
     def supported_faults(self) -> frozenset[str]:
         return frozenset(self.handlers)
 
+    @classmethod
+    def unsupported(cls, fault: FaultBase) -> str | None:
+        """Why this kind of target cannot do the fault, or None when it can."""
+        kind = getattr(fault, "type", "?")
+        if kind in cls.handlers:
+            return None
+        return (
+            f"type {kind} is not supported by target kind {cls.kind} "
+            f"(supported: {', '.join(sorted(cls.handlers))})"
+        )
+
     def _handler(self, fault: FaultBase) -> FaultHandler[Any, Any, Any]:
-        try:
-            return self._handlers[getattr(fault, "type", "")]
-        except KeyError:
-            raise InvalidInputError(
-                f"fault {fault.name!r}: type {getattr(fault, 'type', '?')} is not supported by "
-                f"target kind {self.kind} (supported: {', '.join(sorted(self.handlers))})"
-            ) from None
+        reason = self.unsupported(fault)
+        if reason is not None:
+            raise InvalidInputError(f"fault {fault.name!r}: {reason}")
+        return self._handlers[getattr(fault, "type", "")]
 
     def check(self, faults: list[Fault]) -> None:
         """Refuse faults this target cannot do, before anything is touched."""

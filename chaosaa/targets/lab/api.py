@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
-from typing import Any
-
-import aiohttp
+from typing import TYPE_CHECKING, Any
 
 from chaosaa.errors import TargetUnreachableError
 
-_HTTP_TIMEOUT = aiohttp.ClientTimeout(total=10.0)
+if TYPE_CHECKING:
+    import aiohttp
+
+#: seconds for every call to the lab
+_HTTP_TIMEOUT = 10.0
 
 
 class HttpStatusError(Exception):
@@ -29,8 +31,11 @@ class LabApi:
         self._status: dict[str, Any] | None = None
 
     def open(self) -> None:
+        # imported here: `chaosaa validate` and `plan` load the target but never call it
+        import aiohttp
+
         if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=_HTTP_TIMEOUT)
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(_HTTP_TIMEOUT))
 
     async def close(self) -> None:
         if self._session is not None:
@@ -59,6 +64,8 @@ class LabApi:
     async def call(
         self, method: str, url: str, body: Any = None, ok: tuple[int, ...] = (200, 201, 202)
     ) -> Any:
+        import aiohttp
+
         if self._session is None:
             raise TargetUnreachableError("lab target is not open")
         try:

@@ -23,11 +23,13 @@ from chaosaa.rules.generate import (
     disarm_command,
     owned,
     present,
+    probe,
     readback,
     render_sh,
     renew_command,
     rules_for,
     teardown,
+    watchdog_command,
     watchdog_script,
 )
 from chaosaa.rules.model import ALWAYS_LOCAL, NODE_FAULT_TYPES, NodeFault, fault_key, node_faults
@@ -52,10 +54,12 @@ __all__ = [
     "node_faults",
     "owned",
     "present",
+    "probe",
     "readback",
     "render_sh",
     "renew_command",
     "rules_for",
     "teardown",
+    "watchdog_command",
     "watchdog_script",
 ]

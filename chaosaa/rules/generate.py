@@ -398,6 +398,36 @@ def rules_for(fault: NodeFault, slot: int, device: str) -> NodeRules:
     )
 
 
+def probe(fault: NodeFault) -> tuple[Command, ...]:
+    """Commands that try ``fault``'s own rules in a throwaway network namespace.
+
+    ``unshare -n`` gives each command a fresh namespace (only ``lo``) that vanishes with
+    it, so a probe touches nothing on the node, yet it meets the kernel exactly as the
+    real apply would: a missing qdisc (netem, tbf, htb) or nft feature fails the same way,
+    with the same explanation (:func:`chaosaa.rules.execute.explain_failure`).
+    """
+    where = "tried in a throwaway network namespace"
+    out: list[Command] = []
+    if fault.uses_nft:
+        out.append(
+            Command(
+                ("unshare", "-n", "nft", "-f", "-"),
+                stdin=nft_apply(fault),
+                explain=f"nft rules of fault {fault.key} ({where})",
+            )
+        )
+    if fault.uses_tc:
+        root = shlex.join(_tc_root_add("lo").argv)
+        out.append(
+            Command(
+                ("unshare", "-n", "sh", "-c", f"{root} && exec tc -batch -"),
+                stdin="\n".join(_tc_batch(fault, 1, "lo")) + "\n",
+                explain=f"tc rules of fault {fault.key} ({where})",
+            )
+        )
+    return tuple(out)
+
+
 def teardown(devices: Sequence[str]) -> tuple[Command, ...]:
     """Remove everything chaosaa owns on a node: its nft table and its root qdiscs."""
     cmds = [Command(("nft", "delete", "table", NFT_FAMILY, NFT_TABLE), tolerate=GONE)]
@@ -452,6 +482,8 @@ def owned(nft_listing: str, tc_listings: dict[str, str]) -> list[str]:
 
 
 _HEREDOC = "CHAOSAA_EOF"
+#: the first comment line of every watchdog: how its processes are found (``pgrep -f``)
+WATCHDOG_MARK = "chaosaa watchdog"
 
 
 def _sh_run(cmd: Command, log_word: str) -> str:
@@ -488,27 +520,27 @@ def watchdog_script(key: str, revert: Sequence[Command], state_dir: str, poll: f
     """A shell loop that reverts ``revert`` unless ``<state_dir>/<key>.expires`` is renewed.
 
     The file holds the expiry as unix milliseconds (:func:`renew_command` rewrites it). The
-    loop exits quietly when ``<key>.pid`` is removed (a normal revert disarms it); when the
+    loop runs while ``<key>.armed`` exists (:func:`arm_commands` creates it before the loop
+    starts; a normal revert disarms by removing it and the loop exits quietly); when the
     expiry passes it runs the revert, logs to ``<key>.log`` and removes its files.
     """
     d = shlex.quote(state_dir.rstrip("/"))
     return (
         "#!/bin/sh\n"
-        f"# chaosaa watchdog for fault {key}: reverts unless renewed (dead-man switch)\n"
+        f"# {WATCHDOG_MARK} for fault {key}: reverts unless renewed (dead-man switch)\n"
         f"d={d}\n"
-        f'exp_file="$d/{key}.expires"; pid_file="$d/{key}.pid"; log="$d/{key}.log"\n'
-        'echo $$ > "$pid_file"\n'
+        f'exp_file="$d/{key}.expires"; armed="$d/{key}.armed"; log="$d/{key}.log"\n'
         "now_ms() { t=$(date +%s%3N); case $t in *N) t=$(($(date +%s) * 1000));; esac; "
         'echo "$t"; }\n'
         "while :; do\n"
-        '  [ -f "$pid_file" ] || exit 0\n'
+        '  [ -f "$armed" ] || exit 0\n'
         '  exp=$(cat "$exp_file" 2>/dev/null); [ -n "$exp" ] || exp=0\n'
         '  [ "$(now_ms)" -gt "$exp" ] && break\n'
         f"  sleep {poll:g}\n"
         "done\n"
         'echo "$(date -u +%FT%TZ) expired: reverting" >> "$log"\n'
         + render_sh(revert, log_word='"$log"')
-        + 'rm -f "$exp_file" "$pid_file"\n'
+        + 'rm -f "$exp_file" "$armed"\n'
     )
 
 
@@ -520,15 +552,45 @@ def renew_command(key: str, expires_ms: int, state_dir: str) -> Command:
     )
 
 
+#: ``sh -c`` text arming a watchdog: $1 state dir, $2 expiry (unix ms), $3 key
+_ARM = (
+    'mkdir -p "$1" && printf %s "$2" > "$1/$3.expires.tmp" && '
+    'mv "$1/$3.expires.tmp" "$1/$3.expires" && : > "$1/$3.armed"'
+)
+
+
 def arm_commands(key: str, expires_ms: int, state_dir: str) -> tuple[Command, ...]:
-    """Prepare the watchdog's state dir and first expiry (start the script after these)."""
-    return (
-        Command(("mkdir", "-p", state_dir)),
-        renew_command(key, expires_ms, state_dir),
+    """Write the first expiry and the armed marker (start the script after these)."""
+    return (Command(("sh", "-c", _ARM, "sh", state_dir.rstrip("/"), str(expires_ms), key)),)
+
+
+def watchdog_command(
+    key: str, expires_ms: int, revert: Sequence[Command], state_dir: str, poll: float = 0.2
+) -> Command:
+    """Arm the watchdog and start it detached, in one command (one round trip to a node).
+
+    The loop runs in its own session with no terminal and no pipes, so it outlives the
+    command, the ``docker exec`` that ran it and the runner. It is armed before it starts,
+    synchronously: a disarm issued after this command returns always wins.
+    """
+    script = watchdog_script(key, revert, state_dir, poll)
+    start = '{ setsid sh -c "$4" </dev/null >/dev/null 2>&1 & }'
+    return Command(
+        (
+            "sh",
+            "-c",
+            f"{_ARM} && {start}",
+            "sh",
+            state_dir.rstrip("/"),
+            str(expires_ms),
+            key,
+            script,
+        ),
+        explain=f"the watchdog of fault {key} did not start",
     )
 
 
 def disarm_command(key: str, state_dir: str) -> Command:
     """Stop a watchdog without it reverting (the caller reverts itself)."""
     d = state_dir.rstrip("/")
-    return Command(("rm", "-f", f"{d}/{key}.pid", f"{d}/{key}.expires"))
+    return Command(("rm", "-f", f"{d}/{key}.armed", f"{d}/{key}.expires"))

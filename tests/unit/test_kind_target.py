@@ -40,7 +40,6 @@ class RecordingDocker:
 
     def __init__(self) -> None:
         self.calls: list[tuple[tuple[str, ...], str | None]] = []
-        self.spawned: list[tuple[str, ...]] = []
         self.chains: dict[str, set[str]] = {n: set() for ns in NODES.values() for n in ns}
         self.paused: set[str] = set()
 
@@ -82,9 +81,6 @@ class RecordingDocker:
                 return 0, "qdisc noqueue 0: root refcnt 2\n", ""
             return 0, "", ""
         return 0, "", ""
-
-    async def spawn(self, argv: Sequence[str]) -> None:
-        self.spawned.append(tuple(argv))
 
     def node_calls(self) -> list[tuple[str, ...]]:
         return [c for c, _ in self.calls if c[:2] == ("docker", "exec")]
@@ -159,15 +155,14 @@ def test_blackhole_arms_a_watchdog_then_applies_nft_in_each_node(tmp_path: Path)
         key = fault_key("run-1", "eu-dark", "eu")
         node = "chaosaa-eu-control-plane"
         seq = [c for c in docker.node_calls() if c[-1] != "chaosaa-eu-worker" and node in c]
-        assert seq[0] == ("docker", "exec", node, "mkdir", "-p", "/run/chaosaa")
-        assert seq[1][:5] == ("docker", "exec", node, "sh", "-c")
-        assert seq[1][-1] == f"/run/chaosaa/{key}.expires" and seq[1][-2].isdigit()
-        assert seq[2][:6] == ("docker", "exec", "-d", node, "sh", "-c")
-        assert (
-            "chaosaa watchdog" in seq[2][6] and f"delete chain inet chaosaa c{key}_e" in seq[2][6]
-        )
-        assert seq[3] == ("docker", "exec", "-i", node, "nft", "-f", "-")
-        assert len(seq) == 4
+        # one round trip arms and starts the watchdog, detached; then the rules
+        assert seq[0][:5] == ("docker", "exec", node, "sh", "-c")
+        assert seq[0][6:8] == ("sh", "/run/chaosaa") and seq[0][8].isdigit()
+        assert seq[0][9] == key
+        assert "chaosaa watchdog" in seq[0][10]
+        assert f"delete chain inet chaosaa c{key}_e" in seq[0][10]
+        assert seq[1] == ("docker", "exec", "-i", node, "nft", "-f", "-")
+        assert len(seq) == 2
         # only eu's two nodes were touched
         touched = {c[c.index("exec") + 1 + (c[2] in ("-i", "-d"))] for c in docker.node_calls()}
         assert touched == {"chaosaa-eu-control-plane", "chaosaa-eu-worker"}
@@ -181,7 +176,7 @@ def test_blackhole_arms_a_watchdog_then_applies_nft_in_each_node(tmp_path: Path)
         seq = [c for c in docker.node_calls() if node in c]
         assert seq[0] == (
             "docker", "exec", node, "rm", "-f",
-            f"/run/chaosaa/{key}.pid", f"/run/chaosaa/{key}.expires",
+            f"/run/chaosaa/{key}.armed", f"/run/chaosaa/{key}.expires",
         )  # fmt: skip
         assert seq[1] == ("docker", "exec", "-i", node, "nft", "-f", "-")
         assert seq[2] == ("docker", "exec", node, "nft", "list", "table", "inet", "chaosaa")
@@ -226,11 +221,10 @@ def test_region_down_pauses_nodes_under_a_host_watchdog(tmp_path: Path) -> None:
         docker.calls.clear()
         applied = await t.inject(fault, 10.0)
         calls = [c for c, _ in docker.calls]
-        assert calls[0][:3] == ("mkdir", "-p", str(tmp_path / "chaosaa-kind"))
-        assert calls[1][:2] == ("sh", "-c")
-        assert calls[2] == ("docker", "pause", "chaosaa-eu-control-plane", "chaosaa-eu-worker")
-        assert len(docker.spawned) == 1 and docker.spawned[0][:2] == ("sh", "-c")
-        assert "docker unpause chaosaa-eu-control-plane chaosaa-eu-worker" in docker.spawned[0][2]
+        # the host watchdog is armed and started before anything is paused
+        assert calls[0][:2] == ("sh", "-c") and calls[0][4] == str(tmp_path / "chaosaa-kind")
+        assert "docker unpause chaosaa-eu-control-plane chaosaa-eu-worker" in calls[0][-1]
+        assert calls[1] == ("docker", "pause", "chaosaa-eu-control-plane", "chaosaa-eu-worker")
         assert await t.verify_effect(applied)
         docker.calls.clear()
         await t.revert(applied)
@@ -269,3 +263,51 @@ def test_rollback_unpauses_disarms_and_tears_down_every_node(tmp_path: Path) -> 
     assert ("docker", "unpause", "chaosaa-eu-worker") in calls
     for node in IPS:
         assert ("docker", "exec", node, "nft", "delete", "table", "inet", "chaosaa") in calls
+
+
+def test_preflight_refuses_latency_naming_netem_before_touching_anything(
+    tmp_path: Path,
+) -> None:
+    class NoNetem(RecordingDocker):
+        async def run(self, argv: Sequence[str], stdin: str | None = None) -> tuple[int, str, str]:
+            if "unshare" in argv and "netem" in (stdin or ""):
+                self.calls.append((tuple(argv), stdin))
+                return 2, "", "Error: Specified qdisc kind is unknown.\nCommand failed -:2\n"
+            return await super().run(argv, stdin)
+
+    docker = NoNetem()
+    t = target(docker, tmp_path)
+    gd = gameday({"name": "slow", "type": "latency", "links": [["us", "eu"]], "delay": "200ms"})
+
+    async def scenario() -> None:
+        await t.open()
+        docker.calls.clear()
+        with pytest.raises(FaultError, match=r"kernel lacks the netem qdisc") as err:
+            await t.preflight(list(gd.spec.faults))
+        assert "fault 'slow'" in str(err.value)
+
+    asyncio.run(scenario())
+    # the probe ran in a throwaway namespace (unshare -n) on one us node; nothing else ran
+    assert [c[3:6] for c, _ in docker.calls] == [("chaosaa-us-control-plane", "unshare", "-n")]
+
+
+def test_a_partition_leaves_the_client_port_alone(tmp_path: Path) -> None:
+    docker = RecordingDocker()
+    t = target(docker, tmp_path)
+    split = {"name": "split", "type": "blackhole", "partition": [["us"], ["eu", "ap"]]}
+    dark = {"name": "dark", "type": "blackhole", "regions": ["eu"]}
+    gd = gameday(split, dark)
+
+    async def rules_of(fault: Any) -> str:
+        docker.calls.clear()
+        await t.inject(fault, 10.0)
+        return next(s for c, s in docker.calls if c[-3:] == ("nft", "-f", "-") and s)
+
+    async def scenario() -> None:
+        await t.open()
+        # the router (in us) reaches eu and ap on the client NodePort: not cut
+        assert "tcp dport { 30080, 30082, 30900 } accept" in await rules_of(gd.spec.faults[0])
+        # a region cut off from clients too: only monitoring stays
+        assert "tcp dport { 30082, 30900 } accept" in await rules_of(gd.spec.faults[1])
+
+    asyncio.run(scenario())

@@ -33,6 +33,9 @@ from chaosaa.targets.kind.nodes import (
 )
 
 CLUSTER_LABEL = "io.x-k8s.kind.cluster"
+#: the conflict counter of the demo `chaosaa kind up` deploys (last-writer-wins
+#: resolutions); the engine reports its before/after difference, none where it is absent
+DEMO_CONFLICTS = "sum(chaosaa_demo_conflicts_total)"
 _POD_SUBNET = re.compile(r"podSubnet:\s*\"?([0-9A-Fa-f.:/, ]+)\"?")
 
 
@@ -97,6 +100,7 @@ class KindTarget(Target):
         return Endpoints(
             entry_url=self.spec.url,
             regions={n: r.endpoint for n, r in self.spec.regions.items() if r.endpoint},
+            queries={"conflicts": DEMO_CONFLICTS},
         )
 
     # -- lease (a file on this host: kind clusters are local) ----------------------
@@ -169,7 +173,7 @@ class KindTarget(Target):
     async def _clean_node(self, node: str) -> list[str]:
         run = self.nodes.on(node)
         # disarm every watchdog first: none may race the teardown
-        wipe = f"rm -f {NODE_STATE_DIR}/*.pid {NODE_STATE_DIR}/*.expires"
+        wipe = f"rm -f {NODE_STATE_DIR}/*.armed {NODE_STATE_DIR}/*.expires"
         await run(("sh", "-c", wipe), None)
         _, links, _ = await run(("ip", "-o", "link", "show"), None)
         devs = [

@@ -478,6 +478,47 @@ def owned(nft_listing: str, tc_listings: dict[str, str]) -> list[str]:
     return out
 
 
+#: separates the parts of :func:`inventory_command`'s output
+_DEVICE_MARK = "## chaosaa device "
+#: ``sh -c`` text disarming every watchdog whose files are in directory $1
+_DISARM_ALL = 'rm -f "$1"/*.armed "$1"/*.expires'
+
+
+def disarm_all_command(state_dir: str) -> Command:
+    """Stop every watchdog of ``state_dir`` without it reverting (``chaosaa rollback``)."""
+    return Command(("sh", "-c", _DISARM_ALL, "sh", state_dir.rstrip("/")))
+
+
+def inventory_command(state_dir: str) -> Command:
+    """One round trip for ``chaosaa rollback``: disarm every watchdog on the node (none may
+    race the teardown), then list chaosaa's nft table and every device's root qdisc.
+
+    :func:`parse_inventory` reads the output.
+    """
+    d = state_dir.rstrip("/")
+    script = (
+        f"{_DISARM_ALL}\n"
+        f"nft list table {NFT_FAMILY} {NFT_TABLE} 2>/dev/null\n"
+        "for dev in /sys/class/net/*; do\n"
+        "  dev=${dev##*/}\n"
+        f"  printf '{_DEVICE_MARK}%s\\n' \"$dev\"\n"
+        '  tc qdisc show dev "$dev" root 2>/dev/null\n'
+        "done\n"
+        "exit 0\n"
+    )
+    return Command(("sh", "-c", script, "sh", d))
+
+
+def parse_inventory(out: str) -> tuple[str, dict[str, str]]:
+    """(nft listing, {device: root qdisc listing}) from :func:`inventory_command`."""
+    nft, *parts = out.split(_DEVICE_MARK)
+    devices = {}
+    for part in parts:
+        device, _, listing = part.partition("\n")
+        devices[device.strip()] = listing
+    return nft, devices
+
+
 # --------------------------------------------------------------------------- shell
 
 

@@ -75,12 +75,25 @@ class RecordingDocker:
             if cmd[:3] == ("nft", "list", "table"):
                 if not self.chains[node]:
                     return 1, "", "Error: No such file or directory"
-                body = "".join(f"\tchain {c} {{\n\t}}\n" for c in sorted(self.chains[node]))
-                return 0, f"table inet chaosaa {{\n{body}}}\n", ""
+                return 0, self._table(node), ""
+            if cmd[:2] == ("sh", "-c") and "## chaosaa device" in cmd[2]:  # rollback's listing
+                table = self._table(node) if self.chains[node] else ""
+                devices = "".join(
+                    f"## chaosaa device {d}\nqdisc noqueue 0: root refcnt 2\n"
+                    for d in ("eth0", "lo")
+                )
+                return 0, table + devices, ""
+            if cmd == ("nft", "delete", "table", "inet", "chaosaa"):
+                self.chains[node].clear()
+                return 0, "", ""
             if cmd[:3] == ("tc", "qdisc", "show"):
                 return 0, "qdisc noqueue 0: root refcnt 2\n", ""
             return 0, "", ""
         return 0, "", ""
+
+    def _table(self, node: str) -> str:
+        body = "".join(f"\tchain {c} {{\n\t}}\n" for c in sorted(self.chains[node]))
+        return f"table inet chaosaa {{\n{body}}}\n"
 
     def node_calls(self) -> list[tuple[str, ...]]:
         return [c for c, _ in self.calls if c[:2] == ("docker", "exec")]
@@ -261,8 +274,16 @@ def test_rollback_unpauses_disarms_and_tears_down_every_node(tmp_path: Path) -> 
     assert any("chaosaa-ap-control-plane: nft table inet chaosaa" in r for r in removed)
     calls = [c for c, _ in docker.calls]
     assert ("docker", "unpause", "chaosaa-eu-worker") in calls
-    for node in IPS:
-        assert ("docker", "exec", node, "nft", "delete", "table", "inet", "chaosaa") in calls
+    # every watchdog disarmed: on the host, and on every node before its rules are listed
+    disarm = ("sh", "-c", 'rm -f "$1"/*.armed "$1"/*.expires', "sh", str(tmp_path / "chaosaa-kind"))
+    assert calls.index(disarm) < calls.index(("docker", "unpause", "chaosaa-eu-worker"))
+    listings = [c for c in calls if c[3:5] == ("sh", "-c")]
+    assert sorted(c[2] for c in listings) == sorted(IPS)
+    assert all(c[5].startswith('rm -f "$1"/*.armed') for c in listings)
+    # only the node with chaosaa's rules is torn down
+    teardowns = [c for c in calls if c[3:] == ("nft", "delete", "table", "inet", "chaosaa")]
+    assert [c[2] for c in teardowns] == ["chaosaa-ap-control-plane"]
+    assert docker.chains["chaosaa-ap-control-plane"] == set()
 
 
 def test_preflight_refuses_latency_naming_netem_before_touching_anything(

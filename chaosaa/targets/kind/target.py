@@ -20,7 +20,13 @@ from typing import ClassVar
 
 from chaosaa.errors import LeaseHeldError, TargetUnreachableError
 from chaosaa.rules.execute import execute_all
-from chaosaa.rules.generate import owned, readback, teardown
+from chaosaa.rules.generate import (
+    disarm_all_command,
+    inventory_command,
+    owned,
+    parse_inventory,
+    teardown,
+)
 from chaosaa.spec.model import Target as TargetSpec
 from chaosaa.targets.base import Endpoints, Target, TargetOptions, register
 from chaosaa.targets.kind.faults import HANDLERS
@@ -94,6 +100,12 @@ class KindTarget(Target):
         return KindRegion(region, cluster, nodes, sorted({*ips, *subnets}))
 
     async def open(self) -> Endpoints:
+        if self.options.extra.get("all"):
+            # `chaosaa rollback --target kind`: every kind cluster, each its own region
+            clusters = await self._all_clusters()
+            found = await asyncio.gather(*(self._discover(c, c) for c in clusters))
+            self.nodes.regions = {r.name: r for r in found}
+            return Endpoints(entry_url=None)
         names = list(self.spec.regions)
         found = await asyncio.gather(*(self._discover(r, self.cluster(r)) for r in names))
         self.nodes.regions = dict(zip(names, found, strict=True))
@@ -155,37 +167,32 @@ class KindTarget(Target):
         return sorted({c for c in out.split() if c})
 
     async def rollback(self) -> list[str]:
-        if self.options.extra.get("all"):
-            clusters = await self._all_clusters()
-            self.nodes.regions = {c: await self._discover(c, c) for c in clusters}
-        elif not self.regions:
+        if not self.regions:
             await self.open()
+        # the host watchdogs first, so that none unpauses behind our back later
+        await execute_all([disarm_all_command(self.nodes.host_state_dir)], self.nodes.local)
+        nodes = [n for r in self.regions.values() for n in r.nodes]
         done: list[str] = []
-        for region in self.regions.values():
-            paused = [n for n, p in (await self.nodes.paused(region.nodes)).items() if p]
-            if paused:
-                await self.nodes.docker_ok("unpause", *paused)
-                done += [f"container {n}: unpaused" for n in paused]
-            for node in region.nodes:
-                done += await self._clean_node(node)
+        paused = [n for n, p in (await self.nodes.paused(nodes)).items() if p] if nodes else []
+        if paused:
+            await self.nodes.docker_ok("unpause", *paused)
+            done += [f"container {n}: unpaused" for n in paused]
+        for cleaned in await asyncio.gather(*(self._clean_node(n) for n in nodes)):
+            done += cleaned
         return done
 
     async def _clean_node(self, node: str) -> list[str]:
         run = self.nodes.on(node)
-        # disarm every watchdog first: none may race the teardown
-        wipe = f"rm -f {NODE_STATE_DIR}/*.armed {NODE_STATE_DIR}/*.expires"
-        await run(("sh", "-c", wipe), None)
-        _, links, _ = await run(("ip", "-o", "link", "show"), None)
-        devs = [
-            line.split(":", 2)[1].strip().split("@")[0]
-            for line in links.splitlines()
-            if line.count(":") >= 2
-        ] or [self.nodes.device]
-        nft_argv, _ = readback(self.nodes.device)
-        _, nft_before, _ = await run(nft_argv, None)
-        tc_before = {d: (await run(readback(d)[1], None))[1] for d in devs}
-        found = owned(nft_before, tc_before)
-        failures = await execute_all(teardown(devs), run)
+        inventory = inventory_command(NODE_STATE_DIR)
+        code, out, err = await run(inventory.argv, None)
+        if code != 0:
+            return [f"node {node}: could not list its rules: {(err or out).strip()[:200]}"]
+        nft_listing, tc_listings = parse_inventory(out)
+        found = owned(nft_listing, tc_listings)
+        if not found:
+            return []
+        rooted = [d for d, listing in tc_listings.items() if owned("", {d: listing})]
+        failures = await execute_all(teardown(rooted), run)
         return [f"node {node}: {f} removed" for f in found] + [
             f"node {node}: {f}" for f in failures
         ]

@@ -27,6 +27,11 @@ ENV_DEVICE = "CHAOSAA_KIND_DEVICE"
 DOCKER_TIMEOUT = 30.0
 
 
+def host_state_dir(state_dir: str | None = None) -> str:
+    """Where the host-side (regionDown) watchdogs keep their files."""
+    return str(Path(state_dir or tempfile.gettempdir()) / "chaosaa-kind")
+
+
 async def on_every(work: Iterable[Awaitable[None]]) -> None:
     """Run ``work`` concurrently and wait for all of it, then raise the first failure.
 
@@ -76,7 +81,7 @@ class KindNodes:
         self.regions: dict[str, KindRegion] = {}
         self.device = os.environ.get(ENV_DEVICE) or DEFAULT_DEVICE
         #: host-side files of the regionDown watchdog
-        self.host_state_dir = str(Path(state_dir or tempfile.gettempdir()) / "chaosaa-kind")
+        self.host_state_dir = host_state_dir(state_dir)
         self._slots: dict[str, set[int]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 

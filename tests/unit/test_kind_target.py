@@ -133,9 +133,10 @@ def test_open_finds_nodes_by_cluster_label_and_their_addresses(tmp_path: Path) -
     docker = RecordingDocker()
     t = target(docker, tmp_path)
     asyncio.run(t.open())
-    assert [c for c, _ in docker.calls][:3] == [
+    assert [c for c, _ in docker.calls][:4] == [
         ("docker", "ps", "--filter", "label=io.x-k8s.kind.cluster=chaosaa-us", "--format",
          "{{.Names}}"),
+        ("docker", "inspect", "-f", "{{.Name}} {{.State.Paused}}", "chaosaa-us-control-plane"),
         ("docker", "inspect", "-f",
          "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{.GlobalIPv6Address}} {{end}}",
          "chaosaa-us-control-plane"),
@@ -143,6 +144,18 @@ def test_open_finds_nodes_by_cluster_label_and_their_addresses(tmp_path: Path) -
     ]  # fmt: skip
     assert t.regions["eu"].nodes == ["chaosaa-eu-control-plane", "chaosaa-eu-worker"]
     assert t.regions["eu"].addresses == ["10.20.0.0/16", "172.18.0.3", "172.18.0.4"]
+
+
+def test_a_paused_cluster_is_refused_with_what_to_do(tmp_path: Path) -> None:
+    docker = RecordingDocker()
+    docker.paused.add("chaosaa-ap-control-plane")
+    with pytest.raises(TargetUnreachableError, match=r"'chaosaa-ap' \(region ap\) is paused"):
+        asyncio.run(target(docker, tmp_path).open())
+    # rollback finds (and unpauses) it all the same
+    rollback = TargetOptions(state_dir=str(tmp_path), extra={"rollback": True})
+    t = KindTarget(gameday().spec.target, rollback, runner=docker)
+    asyncio.run(t.open())
+    assert "container chaosaa-ap-control-plane: unpaused" in asyncio.run(t.rollback())
 
 
 def test_missing_cluster_is_an_environment_error(tmp_path: Path) -> None:

@@ -78,7 +78,8 @@ class KindTarget(Target):
         return self.nodes.clusters[region]
 
     # -- discovery -----------------------------------------------------------------
-    async def _discover(self, region: str, cluster: str) -> KindRegion:
+    async def _find_nodes(self, region: str, cluster: str) -> KindRegion:
+        """The cluster's node containers (also while they are paused)."""
         out = await self.nodes.docker_ok(
             "ps", "--filter", f"label={CLUSTER_LABEL}={cluster}", "--format", "{{.Names}}"
         )
@@ -87,6 +88,18 @@ class KindTarget(Target):
             raise TargetUnreachableError(
                 f"no node containers of kind cluster {cluster!r} (region {region}); "
                 "is it running? (`chaosaa kind up`)"
+            )
+        return KindRegion(region, cluster, nodes)
+
+    async def _discover(self, region: str, cluster: str) -> KindRegion:
+        """The nodes and the addresses node rules act on: node IPs and the pod subnet."""
+        found = await self._find_nodes(region, cluster)
+        nodes = found.nodes
+        if any((await self.nodes.paused(nodes)).values()):
+            raise TargetUnreachableError(
+                f"kind cluster {cluster!r} (region {region}) is paused: a regionDown of a run "
+                "that was killed? It unpauses by itself at the fault's TTL, or now with "
+                "`chaosaa rollback`"
             )
         fmt = "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{.GlobalIPv6Address}} {{end}}"
         ips = (await self.nodes.docker_ok("inspect", "-f", fmt, *nodes)).split()
@@ -99,16 +112,21 @@ class KindTarget(Target):
         ]
         return KindRegion(region, cluster, nodes, sorted({*ips, *subnets}))
 
-    async def open(self) -> Endpoints:
+    async def _find_regions(self, *, rollback: bool) -> None:
         if self.options.extra.get("all"):
             # `chaosaa rollback --target kind`: every kind cluster, each its own region
-            clusters = await self._all_clusters()
-            found = await asyncio.gather(*(self._discover(c, c) for c in clusters))
-            self.nodes.regions = {r.name: r for r in found}
+            clusters = {c: c for c in await self._all_clusters()}
+        else:
+            clusters = {r: self.cluster(r) for r in self.spec.regions}
+        # rollback needs the node containers only, and must find them paused too
+        discover = self._find_nodes if rollback else self._discover
+        found = await asyncio.gather(*(discover(r, c) for r, c in clusters.items()))
+        self.nodes.regions = dict(zip(clusters, found, strict=True))
+
+    async def open(self) -> Endpoints:
+        await self._find_regions(rollback=bool(self.options.extra.get("rollback")))
+        if self.options.extra.get("all"):
             return Endpoints(entry_url=None)
-        names = list(self.spec.regions)
-        found = await asyncio.gather(*(self._discover(r, self.cluster(r)) for r in names))
-        self.nodes.regions = dict(zip(names, found, strict=True))
         return Endpoints(
             entry_url=self.spec.url,
             regions={n: r.endpoint for n, r in self.spec.regions.items() if r.endpoint},
@@ -168,7 +186,7 @@ class KindTarget(Target):
 
     async def rollback(self) -> list[str]:
         if not self.regions:
-            await self.open()
+            await self._find_regions(rollback=True)
         # the host watchdogs first, so that none unpauses behind our back later
         await execute_all([disarm_all_command(self.nodes.host_state_dir)], self.nodes.local)
         nodes = [n for r in self.regions.values() for n in r.nodes]

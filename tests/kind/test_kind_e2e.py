@@ -14,6 +14,7 @@ machines (no registry) with the images of hack/kind-images and ``--workers 0``
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +94,14 @@ def test_region_down_gameday_passes_on_kind(kind: Kind, tmp_path: Path) -> None:
     assert 0 < failover["measured"] <= 10
     assert report["dataIntegrity"]["lost"] == 0
     assert report["faults"][0]["timeToEffectSeconds"] <= 2.0
+    # the demo router's own log (the kind target's events) saw the same failover
+    moved = [e for e in report["timeline"] if e["event"] == "target.router.failover"]
+    eu = [e for e in moved if e["detail"]["home"] == "eu" and e["detail"]["from"] == "eu"]
+    assert eu, report["timeline"]
+    router_at = datetime.fromisoformat(eu[0]["at"].replace("Z", "+00:00")).timestamp()
+    gap = router_at - failover["details"]["recoveredAt"]
+    print(f"router failover vs probe: {gap * 1000:+.0f} ms")
+    assert abs(gap) <= 0.5
 
 
 def test_region_blackhole_gameday_passes_on_kind(kind: Kind, tmp_path: Path) -> None:

@@ -12,11 +12,13 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import re
 import time
+import urllib.request
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from chaosaa.errors import LeaseHeldError, TargetUnreachableError
 from chaosaa.rules.execute import execute_all
@@ -28,7 +30,7 @@ from chaosaa.rules.generate import (
     teardown,
 )
 from chaosaa.spec.model import Target as TargetSpec
-from chaosaa.targets.base import Endpoints, Target, TargetOptions, register
+from chaosaa.targets.base import Endpoints, Target, TargetEvent, TargetOptions, register
 from chaosaa.targets.kind.faults import HANDLERS
 from chaosaa.targets.kind.nodes import (
     NODE_STATE_DIR,
@@ -38,10 +40,15 @@ from chaosaa.targets.kind.nodes import (
     SubprocessDocker,
 )
 
+log = logging.getLogger(__name__)
+
 CLUSTER_LABEL = "io.x-k8s.kind.cluster"
 #: the conflict counter of the demo `chaosaa kind up` deploys (last-writer-wins
 #: resolutions); the engine reports its before/after difference, none where it is absent
 DEMO_CONFLICTS = "sum(chaosaa_demo_conflicts_total)"
+#: the demo router's event log (failovers with exact timestamps), under the router's URL
+ROUTER_EVENTS = "/router/events"
+_EVENTS_TIMEOUT = 5.0
 _POD_SUBNET = re.compile(r"podSubnet:\s*\"?([0-9A-Fa-f.:/, ]+)\"?")
 
 
@@ -133,6 +140,28 @@ class KindTarget(Target):
             queries={"conflicts": DEMO_CONFLICTS},
         )
 
+    async def events(self, since: float) -> list[TargetEvent]:
+        """The demo router's own log, as the lab gives it: none where there is no such
+        router (another application on kind) or it does not answer."""
+        if not self.spec.url:
+            return []
+        url = self.spec.url.rstrip("/") + ROUTER_EVENTS
+        try:
+            doc = await asyncio.to_thread(_get_json, url, _EVENTS_TIMEOUT)
+        except (OSError, ValueError) as exc:
+            log.info("no router events from %s: %s", url, exc)
+            return []
+        events = doc.get("events") if isinstance(doc, dict) else None
+        return [
+            TargetEvent(
+                at=float(e["unix"]),
+                event=f"router.{e['event']}",
+                detail={k: v for k, v in e.items() if k not in ("event", "unix", "ts")},
+            )
+            for e in events or []
+            if isinstance(e, dict) and float(e.get("unix", 0)) >= since and "event" in e
+        ]
+
     # -- lease (a file on this host: kind clusters are local) ----------------------
     def _lease_file(self) -> Path:
         clusters = ",".join(sorted(self.cluster(r) for r in self.spec.regions))
@@ -214,3 +243,8 @@ class KindTarget(Target):
         return [f"node {node}: {f} removed" for f in found] + [
             f"node {node}: {f}" for f in failures
         ]
+
+
+def _get_json(url: str, timeout: float) -> Any:
+    with urllib.request.urlopen(url, timeout=timeout) as resp:
+        return json.loads(resp.read())

@@ -11,7 +11,14 @@ agent, and ``ip netns exec`` in tests.
 This package imports only ``chaosaa.spec``, ``chaosaa.model`` and ``chaosaa.errors``.
 """
 
-from chaosaa.rules.execute import RuleError, Transport, execute, execute_all
+from chaosaa.rules.execute import (
+    RuleError,
+    ScriptOutcome,
+    Transport,
+    execute,
+    execute_all,
+    execute_script,
+)
 from chaosaa.rules.generate import (
     NFT_FAMILY,
     NFT_TABLE,
@@ -28,6 +35,7 @@ from chaosaa.rules.generate import (
     present,
     probe,
     readback,
+    render_checked_sh,
     render_sh,
     renew_command,
     rules_for,
@@ -47,6 +55,7 @@ __all__ = [
     "NodeFault",
     "NodeRules",
     "RuleError",
+    "ScriptOutcome",
     "Transport",
     "absent",
     "arm_commands",
@@ -54,6 +63,7 @@ __all__ = [
     "disarm_command",
     "execute",
     "execute_all",
+    "execute_script",
     "fault_key",
     "inventory_command",
     "node_faults",
@@ -62,6 +72,7 @@ __all__ = [
     "present",
     "probe",
     "readback",
+    "render_checked_sh",
     "render_sh",
     "renew_command",
     "rules_for",

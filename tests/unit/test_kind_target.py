@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from chaosaa.errors import FaultError, LeaseHeldError, TargetUnreachableError
+from chaosaa.rules.generate import FAILED_MARK, READBACK_MARK
 from chaosaa.rules.model import fault_key
 from chaosaa.spec.loader import validate_gameday
 from chaosaa.targets.base import TargetOptions
@@ -42,6 +43,8 @@ class RecordingDocker:
         self.calls: list[tuple[tuple[str, ...], str | None]] = []
         self.chains: dict[str, set[str]] = {n: set() for ns in NODES.values() for n in ns}
         self.paused: set[str] = set()
+        #: the scripts run with `docker exec -i NODE sh -s`, per node
+        self.scripts: list[tuple[str, str]] = []
 
     async def run(self, argv: Sequence[str], stdin: str | None = None) -> tuple[int, str, str]:
         argv = tuple(argv)
@@ -65,12 +68,22 @@ class RecordingDocker:
             if cmd == ("cat", "/kind/kubeadm.conf"):
                 cluster = next(c for c, ns in NODES.items() if node in ns)
                 return 0, f"networking:\n  podSubnet: {SUBNETS[cluster]}\n", ""
+            if cmd == ("sh", "-s"):  # a checked script: rules, then maybe their read-back
+                assert stdin is not None
+                self.scripts.append((node, stdin))
+                # what the script itself runs (not what its watchdog would run later)
+                for body in re.findall(
+                    r"nft -f - 2>&1 <<'CHAOSAA_EOF'\n(.*?)\nCHAOSAA_EOF", stdin, re.S
+                ):
+                    self._nft(node, body)
+                if READBACK_MARK not in stdin:
+                    return 0, "", ""
+                table = self._table(node) if self.chains[node] else ""
+                tc = "qdisc noqueue 0: root refcnt 2\n"
+                return 0, f"{READBACK_MARK}nft\n{table}{READBACK_MARK}tc\n{tc}", ""
             if cmd == ("nft", "-f", "-"):
                 assert stdin is not None
-                for chain in re.findall(r"add chain inet chaosaa (\S+) ", stdin):
-                    self.chains[node].add(chain)
-                for chain in re.findall(r"delete chain inet chaosaa (\S+)", stdin):
-                    self.chains[node].discard(chain)
+                self._nft(node, stdin)
                 return 0, "", ""
             if cmd[:3] == ("nft", "list", "table"):
                 if not self.chains[node]:
@@ -90,6 +103,12 @@ class RecordingDocker:
                 return 0, "qdisc noqueue 0: root refcnt 2\n", ""
             return 0, "", ""
         return 0, "", ""
+
+    def _nft(self, node: str, text: str) -> None:
+        for chain in re.findall(r"add chain inet chaosaa (\S+) ", text):
+            self.chains[node].add(chain)
+        for chain in re.findall(r"delete chain inet chaosaa (\S+)", text):
+            self.chains[node].discard(chain)
 
     def _table(self, node: str) -> str:
         body = "".join(f"\tchain {c} {{\n\t}}\n" for c in sorted(self.chains[node]))
@@ -119,6 +138,13 @@ def target(docker: RecordingDocker, tmp_path: Path) -> KindTarget:
     gd = gameday({"name": "x", "type": "regionDown", "regions": ["eu"]})
     opts = TargetOptions(run_id="run-1", state_dir=str(tmp_path))
     return KindTarget(gd.spec.target, opts, runner=docker)
+
+
+def ms_digits(script: str) -> str:
+    """The expiry (unix ms) a watchdog was armed with."""
+    found = re.search(r"/run/chaosaa (\d{13}) ", script)
+    assert found, script[:400]
+    return found.group(1)
 
 
 async def _until(check: Any) -> None:
@@ -180,33 +206,38 @@ def test_blackhole_arms_a_watchdog_then_applies_nft_in_each_node(tmp_path: Path)
         applied = await t.inject(fault, 10.0)
         key = fault_key("run-1", "eu-dark", "eu")
         node = "chaosaa-eu-control-plane"
-        seq = [c for c in docker.node_calls() if c[-1] != "chaosaa-eu-worker" and node in c]
-        # one round trip arms and starts the watchdog, detached; then the rules
-        assert seq[0][:5] == ("docker", "exec", node, "sh", "-c")
-        assert seq[0][6:8] == ("sh", "/run/chaosaa") and seq[0][8].isdigit()
-        assert seq[0][9] == key
-        assert "chaosaa watchdog" in seq[0][10]
-        assert f"delete chain inet chaosaa c{key}_e" in seq[0][10]
-        assert seq[1] == ("docker", "exec", "-i", node, "nft", "-f", "-")
-        assert len(seq) == 2
+        # one round trip per node: arm and start the watchdog (detached), apply, read back
+        assert [c for c in docker.node_calls() if node in c] == [
+            ("docker", "exec", "-i", node, "sh", "-s")
+        ]
+        script = dict(docker.scripts)[node]
+        watchdog = script.index("chaosaa watchdog")
+        assert f"/run/chaosaa {ms_digits(script)} {key}" in script[:watchdog]
+        assert f"delete chain inet chaosaa c{key}_e" in script[watchdog:]
+        assert watchdog < script.index("nft -f - 2>&1") < script.index(READBACK_MARK)
         # only eu's two nodes were touched
-        touched = {c[c.index("exec") + 1 + (c[2] in ("-i", "-d"))] for c in docker.node_calls()}
-        assert touched == {"chaosaa-eu-control-plane", "chaosaa-eu-worker"}
-        await _until(lambda: t.verify_effect(applied))
+        assert {n for n, _ in docker.scripts} == {"chaosaa-eu-control-plane", "chaosaa-eu-worker"}
+        # the read-back of that same round trip verifies the effect: no second ask
         docker.calls.clear()
+        assert await t.verify_effect(applied)
+        assert docker.node_calls() == []
         await t.renew(applied, 10.0)
         renewals = docker.node_calls()
         assert len(renewals) == 2 and all(c[-1].endswith(f"{key}.expires") for c in renewals)
         docker.calls.clear()
+        docker.scripts.clear()
         await t.revert(applied)
-        seq = [c for c in docker.node_calls() if node in c]
-        assert seq[0] == (
-            "docker", "exec", node, "rm", "-f",
-            f"/run/chaosaa/{key}.armed", f"/run/chaosaa/{key}.expires",
-        )  # fmt: skip
-        assert seq[1] == ("docker", "exec", "-i", node, "nft", "-f", "-")
-        assert seq[2] == ("docker", "exec", node, "nft", "list", "table", "inet", "chaosaa")
+        assert [c for c in docker.node_calls() if node in c] == [
+            ("docker", "exec", "-i", node, "sh", "-s")
+        ]
+        script = dict(docker.scripts)[node]
+        disarm = f"rm -f /run/chaosaa/{key}.armed /run/chaosaa/{key}.expires"
+        assert script.index(disarm) < script.index(f"delete chain inet chaosaa c{key}_e")
         assert await t.verify_reverted(applied)
+        # later verifications ask the node again
+        docker.calls.clear()
+        assert await t.verify_reverted(applied)
+        assert len(docker.node_calls()) == 2
 
     asyncio.run(scenario())
 
@@ -214,10 +245,11 @@ def test_blackhole_arms_a_watchdog_then_applies_nft_in_each_node(tmp_path: Path)
 def test_a_failure_on_one_node_is_undone_on_every_node(tmp_path: Path) -> None:
     class FailingDocker(RecordingDocker):
         async def run(self, argv: Sequence[str], stdin: str | None = None) -> tuple[int, str, str]:
-            applying = tuple(argv[-3:]) == ("nft", "-f", "-") and "add table" in (stdin or "")
+            applying = tuple(argv[-2:]) == ("sh", "-s") and "add table" in (stdin or "")
             if applying and "chaosaa-eu-worker" in argv:
                 self.calls.append((tuple(argv), stdin))
-                return 1, "", "Error: Could not process rule: Operation not supported"
+                error = "Error: Could not process rule: Operation not supported"
+                return 0, f"{FAILED_MARK}1 1\n{error}\n", ""
             return await super().run(argv, stdin)
 
     docker = FailingDocker()
@@ -226,14 +258,14 @@ def test_a_failure_on_one_node_is_undone_on_every_node(tmp_path: Path) -> None:
 
     async def scenario() -> None:
         await t.open()
-        with pytest.raises(FaultError, match="Operation not supported"):
+        with pytest.raises(FaultError, match=r"nft rules of fault .*: Operation not supported"):
             await t.inject(fault, 10.0)
 
     asyncio.run(scenario())
     key = fault_key("run-1", "eu-dark", "eu")
-    disarms = [c for c in docker.node_calls() if c[3:5] == ("rm", "-f")]
-    assert sorted(c[2] for c in disarms) == ["chaosaa-eu-control-plane", "chaosaa-eu-worker"]
-    assert all(c[-1] == f"/run/chaosaa/{key}.expires" for c in disarms)
+    disarm = f"rm -f /run/chaosaa/{key}.armed /run/chaosaa/{key}.expires"
+    reverted = [n for n, script in docker.scripts if disarm in script]
+    assert sorted(reverted) == ["chaosaa-eu-control-plane", "chaosaa-eu-worker"]
     assert docker.chains["chaosaa-eu-control-plane"] == set()  # its rules were removed too
 
 
@@ -335,7 +367,7 @@ def test_a_partition_leaves_the_client_port_alone(tmp_path: Path) -> None:
     async def rules_of(fault: Any) -> str:
         docker.calls.clear()
         await t.inject(fault, 10.0)
-        return next(s for c, s in docker.calls if c[-3:] == ("nft", "-f", "-") and s)
+        return next(s for c, s in docker.calls if c[-2:] == ("sh", "-s") and s)
 
     async def scenario() -> None:
         await t.open()

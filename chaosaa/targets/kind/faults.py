@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic
 
 from chaosaa.errors import FaultError
-from chaosaa.rules.execute import RuleError, execute, execute_all
+from chaosaa.rules.execute import RuleError, execute, execute_all, execute_script
 from chaosaa.rules.generate import (
     Command,
     NodeRules,
@@ -30,7 +30,6 @@ from chaosaa.rules.generate import (
     disarm_command,
     present,
     probe,
-    readback,
     renew_command,
     rules_for,
     watchdog_command,
@@ -89,6 +88,9 @@ class NodeRulesState:
     """The rules applied so far, per node container."""
 
     nodes: list[tuple[str, NodeRules]] = field(default_factory=list)
+    #: the read-back each node printed right after its apply or revert, in the same round
+    #: trip: the next verification reads it instead of asking the node again
+    fresh: dict[str, tuple[str, str]] = field(default_factory=dict)
 
 
 class NodeRulesOnKind(FaultHandler[KindNodes, F, NodeRulesState], Generic[F]):
@@ -151,8 +153,12 @@ class NodeRulesOnKind(FaultHandler[KindNodes, F, NodeRulesState], Generic[F]):
                 applied.state.nodes.append((node, rules))
                 run = kind.on(node)
                 watchdog = watchdog_command(region_fault.key, expires, rules.revert, NODE_STATE_DIR)
-                # a failure is undone on every node by revert
-                await execute((watchdog, *rules.apply), run)
+                # one round trip: arm the watchdog, apply, read back (a failure is undone
+                # on every node by revert)
+                done = await execute_script(
+                    (watchdog, *rules.apply), run, readback_device=kind.device
+                )
+                applied.state.fresh[node] = (done.nft or "", done.tc or "")
 
         await on_every(
             one(node, nf)
@@ -162,12 +168,10 @@ class NodeRulesOnKind(FaultHandler[KindNodes, F, NodeRulesState], Generic[F]):
 
     async def _listings(self, state: NodeRulesState) -> list[tuple[str, str]]:
         async def listing(node: str, rules: NodeRules) -> tuple[str, str]:
-            nft_argv, tc_argv = readback(rules.device)
-            run = self.target.on(node)
-            (_, nft_out, _), (_, tc_out, _) = await asyncio.gather(
-                run(nft_argv, None), run(tc_argv, None)
-            )
-            return nft_out, tc_out
+            if node in state.fresh:
+                return state.fresh.pop(node)
+            done = await execute_script((), self.target.on(node), readback_device=rules.device)
+            return done.nft or "", done.tc or ""
 
         return list(await asyncio.gather(*(listing(n, r) for n, r in state.nodes)))
 
@@ -195,7 +199,14 @@ class NodeRulesOnKind(FaultHandler[KindNodes, F, NodeRulesState], Generic[F]):
         async def one(node: str, rules: NodeRules) -> None:
             async with kind.lock(node):
                 disarm = disarm_command(rules.fault.key, NODE_STATE_DIR)
-                problems.extend(await execute_all((disarm, *rules.revert), kind.on(node)))
+                done = await execute_script(
+                    (disarm, *rules.revert),
+                    kind.on(node),
+                    keep_going=True,
+                    readback_device=rules.device,
+                )
+                problems.extend(done.failures)
+                applied.state.fresh[node] = (done.nft or "", done.tc or "")
                 if rules.tc_class is not None:
                     kind.free_slot(node, rules.slot)
 

@@ -20,6 +20,7 @@ ORDER = [
     "lab_proxy.py",
     "lab_faults.py",
     "k8s_faults.py",
+    "kind_faults.py",
     "operator.py",
 ]
 

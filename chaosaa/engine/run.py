@@ -170,6 +170,7 @@ class Run:
             raise InvalidInputError(
                 "spec.target.url: the target gives no entry point for traffic; set target.url"
             )
+        await self.target.preflight(list(self.spec.faults))
         await self.target.acquire_lease(self.run_id, LEASE_TTL)
         self._lease_held = True
         return endpoints

@@ -9,8 +9,9 @@ replace`` in every node container towards every other cluster's pod CIDRs → re
 ``kubectl apply`` the manifests → ``kubectl rollout status`` and HTTP readiness from the
 host → write the target file.
 
-``down``: preflight (Docker engine, kind) → ``kind delete cluster`` per region → remove
-the target file and the rendered manifests.
+``down``: preflight (Docker engine, kind) → disarm the kind target's host watchdogs →
+``kind delete cluster`` per region → remove the docker network once unused, the target
+file and the rendered manifests.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ from chaosaa.kindsetup.targetfile import (
     write_target_file,
 )
 from chaosaa.kindsetup.topology import IMAGE, NAMESPACE, RegionCluster, Topology
+from chaosaa.rules.generate import disarm_all_command
+from chaosaa.targets.kind.nodes import host_state_dir
 
 DOCKERFILE = Path("deploy") / "Dockerfile"
 MANIFEST_SUBDIR = "kind"
@@ -108,6 +111,8 @@ class KindSetup:
     image: str = IMAGE
     #: the image deploy/Dockerfile builds on (its BASE_IMAGE build argument); None: its default
     base_image: str | None = None
+    #: where the kind target's host-side watchdogs keep their files (``down`` disarms them)
+    watchdog_dir: str = field(default_factory=host_state_dir)
     #: docker network kind puts the nodes on (kind honours the same variable)
     network: str = field(
         default_factory=lambda: os.environ.get("KIND_EXPERIMENTAL_DOCKER_NETWORK", "kind")
@@ -458,6 +463,11 @@ class KindSetup:
 
     def down(self) -> None:
         self.preflight(up=False)
+        # a killed run's regionDown watchdog would outlive the clusters until its expiry
+        self.progress(f"disarming chaosaa's host watchdogs ({self.watchdog_dir})")
+        self.runner.run(
+            disarm_all_command(self.watchdog_dir).argv, timeout=self.timeouts.quick, check=False
+        )
         for rc in self.topology.regions:
             self.progress(f"deleting kind cluster {rc.cluster}")
             self._run(["kind", "delete", "cluster", "--name", rc.cluster], self.timeouts.delete)

@@ -11,7 +11,14 @@ agent, and ``ip netns exec`` in tests.
 This package imports only ``chaosaa.spec``, ``chaosaa.model`` and ``chaosaa.errors``.
 """
 
-from chaosaa.rules.execute import RuleError, Transport, execute, execute_all
+from chaosaa.rules.execute import (
+    RuleError,
+    ScriptOutcome,
+    Transport,
+    execute,
+    execute_all,
+    execute_script,
+)
 from chaosaa.rules.generate import (
     NFT_FAMILY,
     NFT_TABLE,
@@ -20,14 +27,20 @@ from chaosaa.rules.generate import (
     NodeRules,
     absent,
     arm_commands,
+    disarm_all_command,
     disarm_command,
+    inventory_command,
     owned,
+    parse_inventory,
     present,
+    probe,
     readback,
+    render_checked_sh,
     render_sh,
     renew_command,
     rules_for,
     teardown,
+    watchdog_command,
     watchdog_script,
 )
 from chaosaa.rules.model import ALWAYS_LOCAL, NODE_FAULT_TYPES, NodeFault, fault_key, node_faults
@@ -42,20 +55,28 @@ __all__ = [
     "NodeFault",
     "NodeRules",
     "RuleError",
+    "ScriptOutcome",
     "Transport",
     "absent",
     "arm_commands",
+    "disarm_all_command",
     "disarm_command",
     "execute",
     "execute_all",
+    "execute_script",
     "fault_key",
+    "inventory_command",
     "node_faults",
     "owned",
+    "parse_inventory",
     "present",
+    "probe",
     "readback",
+    "render_checked_sh",
     "render_sh",
     "renew_command",
     "rules_for",
     "teardown",
+    "watchdog_command",
     "watchdog_script",
 ]

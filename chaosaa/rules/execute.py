@@ -12,9 +12,10 @@ import contextlib
 import re
 import shlex
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 
 from chaosaa.errors import FaultError
-from chaosaa.rules.generate import Command
+from chaosaa.rules.generate import FAILED_MARK, READBACK_MARK, Command, render_checked_sh
 
 Transport = Callable[[Sequence[str], str | None], Awaitable[tuple[int, str, str]]]
 
@@ -106,3 +107,49 @@ async def execute_all(commands: Sequence[Command], run: Transport) -> list[str]:
         except RuleError as exc:
             failures.append(str(exc))
     return failures
+
+
+@dataclass(frozen=True)
+class ScriptOutcome:
+    """What :func:`execute_script` found: the failures, and the read-back if asked for."""
+
+    failures: list[str] = field(default_factory=list)
+    #: the ``readback`` listings taken after the commands, in the same round trip
+    nft: str | None = None
+    tc: str | None = None
+
+
+async def execute_script(
+    commands: Sequence[Command],
+    run: Transport,
+    *,
+    keep_going: bool = False,
+    readback_device: str | None = None,
+) -> ScriptOutcome:
+    """Run ``commands`` as one shell script (``sh -s``): one round trip to the node.
+
+    Each command is judged as :func:`execute` judges it. Without ``keep_going`` the first
+    failure stops the script and raises :class:`RuleError`, as :func:`execute` does; with
+    it every command runs and the failures are returned, as :func:`execute_all` does.
+    """
+    script = render_checked_sh(commands, keep_going=keep_going, readback_device=readback_device)
+    code, out, err = await run(("sh", "-s"), script)
+    body, _, readback = out.partition(READBACK_MARK)
+    failures: list[tuple[Command, str, str]] = []
+    for block in body.split(FAILED_MARK)[1:]:
+        head, _, output = block.partition("\n")
+        index, _, rc = head.partition(" ")
+        cmd = commands[int(index)]
+        failures.append((cmd, explain_failure(cmd, int(rc or 1), output), output))
+    if code != 0 and not failures:  # the transport itself failed (docker exec, a timeout)
+        shell = Command(("sh", "-s"), stdin=script, explain="running the rules on the node")
+        failures.append((shell, explain_failure(shell, code, err or out), err))
+    if failures and not keep_going:
+        cmd, message, output = failures[0]
+        raise RuleError(message, cmd, output)
+    nft = tc = None
+    if readback_device is not None and readback:
+        _, _, listings = readback.partition("\n")
+        nft, _, tc_part = listings.partition(READBACK_MARK)
+        tc = tc_part.partition("\n")[2]
+    return ScriptOutcome([m for _, m, _ in failures], nft, tc)

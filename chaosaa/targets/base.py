@@ -11,6 +11,7 @@ Lifecycle as the engine drives it::
 
     target = target_for(gameday.spec.target, options)
     endpoints = await target.open()          # preflight: reachable? (may start an ephemeral lab)
+    await target.preflight(faults)           # can it carry each fault out? (kernel features)
     await target.acquire_lease(holder, ttl)  # one run per target
     applied = await target.inject(fault, ttl)   # -> the fault type's handler
     while not await target.verify_effect(applied): ...   # t_effect
@@ -127,6 +128,10 @@ class FaultHandler(ABC, Generic[C, F, S]):
     def check(self, fault: F) -> None:
         """Refuse, before anything is touched, what this target cannot do of the fault."""
 
+    async def preflight(self, fault: F) -> None:
+        """Probe the opened target, touching nothing, for what ``check`` cannot know
+        offline (a kernel feature on the nodes); raise to refuse the fault."""
+
     @abstractmethod
     def plan(self, fault: F) -> list[PlannedAction]:
         """Describe exactly what ``apply`` would do, touching nothing."""
@@ -210,6 +215,14 @@ class Target(ABC):
     def plan(self, fault: Fault) -> list[PlannedAction]:
         """Describe exactly what ``inject`` would do, touching nothing."""
         return self._handler(fault).plan(fault)
+
+    async def preflight(self, faults: list[Fault]) -> None:
+        """After ``open``, before anything is injected: each handler's live probe."""
+        # every probe finishes (none is left running), then the first refusal is raised
+        probes = (self._handler(f).preflight(f) for f in faults)
+        for result in await asyncio.gather(*probes, return_exceptions=True):
+            if isinstance(result, BaseException):
+                raise result
 
     def fault_ref(self, fault: Fault) -> str:
         """The identifier of what this target creates for a fault of this run."""

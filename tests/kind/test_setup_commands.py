@@ -266,6 +266,10 @@ def test_down_deletes_every_cluster_and_the_files(topology: Topology, tmp_path: 
     )
     assert not (tmp_path / "kind-target.yaml").exists()
     assert not (tmp_path / "kind").exists()
+    # a killed run's host watchdogs are disarmed before the clusters go
+    disarm = first(tools.commands, lambda c: c[:2] == ("sh", "-c") and "*.armed" in c[2])
+    assert first(tools.commands, starts("docker", "info")) < disarm
+    assert disarm < first(tools.commands, starts("kind", "delete"))
     # kind never deletes its docker network: down does, once nothing is left on it
     assert tools.commands[-1] == ("docker", "network", "rm", "kind")
     assert last(tools.commands, starts("kind", "delete")) < len(tools.commands) - 1

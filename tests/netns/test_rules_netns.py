@@ -299,7 +299,7 @@ def test_watchdog_reverts_the_rules_when_not_renewed(link: Link, tmp_path: Path)
     assert gone_after <= ttl + 1.0, f"reverted {gone_after:.2f}s after the last renewal"
     assert watchdog.returncode == 0
     assert snapshot(link.node, link.node_dev) == before
-    assert not list(tmp_path.glob("wd.pid")) and "expired" in (tmp_path / "wd.log").read_text()
+    assert not list(tmp_path.glob("wd.armed")) and "expired" in (tmp_path / "wd.log").read_text()
 
 
 def test_disarmed_watchdog_exits_without_touching_the_rules(link: Link, tmp_path: Path) -> None:
@@ -309,7 +309,7 @@ def test_disarmed_watchdog_exits_without_touching_the_rules(link: Link, tmp_path
     watchdog = start_watchdog(link.node, rules, tmp_path, ttl=1.0)
     try:
         apply(link.node, rules)
-        wait_for(lambda: (tmp_path / "dw.pid").exists(), timeout=5)
+        wait_for(lambda: (tmp_path / "dw.armed").exists(), timeout=5)
         asyncio.run(execute([disarm_command("dw", str(tmp_path))], NodeShell(link.node.name)))
         watchdog.wait(5)
         time.sleep(1.5)  # past the expiry: nobody reverts

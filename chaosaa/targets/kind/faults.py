@@ -3,9 +3,11 @@
 - blackhole, latency, bandwidth, packetLoss, replicationLag: the rules of
   :mod:`chaosaa.rules`, run with ``docker exec -i NODE nft|tc ...`` in every node
   container of the acting regions. Before a rule is applied, a watchdog shell loop is
-  started in the node container (``docker exec -d NODE sh -c SCRIPT``); it reverts the
+  armed and started in the node container, detached (one ``docker exec``); it reverts the
   fault's rules unless its expiry file (``/run/chaosaa/<key>.expires``, unix ms) is
-  rewritten in time.
+  rewritten in time. Preflight tries every fault's rules in a throwaway network namespace
+  of a node (``unshare -n``), so a kernel without netem refuses a latency fault before
+  anything is touched.
 - regionDown: ``docker pause`` / ``docker unpause`` of the region's node containers. A
   paused container cannot run anything, so the same watchdog runs on the host (detached,
   ``setsid``) and unpauses the nodes.
@@ -20,38 +22,43 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic
 
 from chaosaa.errors import FaultError
-from chaosaa.rules.execute import execute, execute_all
+from chaosaa.rules.execute import RuleError, execute, execute_all, execute_script
 from chaosaa.rules.generate import (
     Command,
     NodeRules,
     absent,
-    arm_commands,
     disarm_command,
     present,
-    readback,
+    probe,
     renew_command,
     rules_for,
-    watchdog_script,
+    watchdog_command,
 )
-from chaosaa.rules.model import fault_key, node_faults
+from chaosaa.rules.model import NodeFault, fault_key, node_faults
 from chaosaa.spec.faults import (
     BandwidthFault,
     BlackholeFault,
+    FaultBase,
     LatencyFault,
     PacketLossFault,
     RegionDownFault,
     ReplicationLagFault,
 )
 from chaosaa.targets.base import AppliedFault, F, FaultHandler, PlannedAction
-from chaosaa.targets.kind.nodes import NODE_STATE_DIR, KindNodes
+from chaosaa.targets.kind.nodes import NODE_STATE_DIR, KindNodes, on_every
 
 #: the demo's replication NodePort (deploy/, chaosaa/kindsetup/topology.py)
 DEFAULT_REPLICATION_PORTS = (30081,)
 #: never cut: the demo's metrics NodePort and Prometheus' NodePort, as the lab keeps
 #: monitoring outside every fault
 DEFAULT_ALLOW_PORTS = (30082, 30900)
+#: the demo's client NodePort: the router (in the hub cluster) reaches every region there,
+#: so a fault that leaves client traffic alone (a partition, ``clients: false``) must not
+#: touch it, although it crosses the same node addresses as replication
+DEFAULT_CLIENT_PORTS = (30080,)
 ENV_REPLICATION_PORTS = "CHAOSAA_REPLICATION_PORTS"
 ENV_ALLOW_PORTS = "CHAOSAA_KIND_ALLOW_PORTS"
+ENV_CLIENT_PORTS = "CHAOSAA_KIND_CLIENT_PORTS"
 
 
 def _ports(env: str, default: tuple[int, ...]) -> tuple[int, ...]:
@@ -64,6 +71,14 @@ def _ports(env: str, default: tuple[int, ...]) -> tuple[int, ...]:
         raise FaultError(f"{env}={raw!r}: give TCP ports, e.g. '30081'") from None
 
 
+def _allow_ports(fault: FaultBase) -> tuple[int, ...]:
+    """Ports a fault never touches: monitoring always, client traffic unless it is cut."""
+    allow = _ports(ENV_ALLOW_PORTS, DEFAULT_ALLOW_PORTS)
+    if fault.scope().clients:
+        return allow
+    return (*allow, *_ports(ENV_CLIENT_PORTS, DEFAULT_CLIENT_PORTS))
+
+
 def _ms(ts: float) -> int:
     return int(ts * 1000)
 
@@ -73,6 +88,9 @@ class NodeRulesState:
     """The rules applied so far, per node container."""
 
     nodes: list[tuple[str, NodeRules]] = field(default_factory=list)
+    #: the read-back each node printed right after its apply or revert, in the same round
+    #: trip: the next verification reads it instead of asking the node again
+    fresh: dict[str, tuple[str, str]] = field(default_factory=dict)
 
 
 class NodeRulesOnKind(FaultHandler[KindNodes, F, NodeRulesState], Generic[F]):
@@ -83,7 +101,7 @@ class NodeRulesOnKind(FaultHandler[KindNodes, F, NodeRulesState], Generic[F]):
 
     def check(self, fault: F) -> None:
         _ports(ENV_REPLICATION_PORTS, DEFAULT_REPLICATION_PORTS)
-        _ports(ENV_ALLOW_PORTS, DEFAULT_ALLOW_PORTS)
+        _allow_ports(fault)
 
     def plan(self, fault: F) -> list[PlannedAction]:
         action = f"{fault.describe()} ({self.tool}; docker exec, in-container watchdog)"
@@ -99,49 +117,61 @@ class NodeRulesOnKind(FaultHandler[KindNodes, F, NodeRulesState], Generic[F]):
     def new_state(self, fault: F) -> NodeRulesState:
         return NodeRulesState()
 
+    def _placement(self, fault: F) -> dict[str, NodeFault]:
+        """What each acting region's nodes do for ``fault`` (after discovery)."""
+        return node_faults(
+            fault,
+            {name: r.addresses for name, r in self.target.regions.items()},
+            run_id=self.target.run_id,
+            replication_ports=_ports(ENV_REPLICATION_PORTS, DEFAULT_REPLICATION_PORTS),
+            allow_ports=_allow_ports(fault),
+        )
+
+    async def preflight(self, fault: F) -> None:
+        """Try the fault's rules in a throwaway network namespace on one node per region."""
+        kind = self.target
+
+        async def one(region: str, region_fault: NodeFault) -> None:
+            node = kind.regions[region].nodes[0]
+            try:
+                await execute(probe(region_fault), kind.on(node))
+            except RuleError as exc:
+                raise FaultError(
+                    f"fault {fault.name!r}: node {node} cannot carry it out: {exc}"
+                ) from None
+
+        await on_every(one(r, nf) for r, nf in self._placement(fault).items())
+
     async def apply(self, applied: AppliedFault[F, NodeRulesState], ttl: float) -> None:
         kind = self.target
-        addresses = {name: r.addresses for name, r in kind.regions.items()}
-        placement = node_faults(
-            applied.fault,
-            addresses,
-            run_id=kind.run_id,
-            replication_ports=_ports(ENV_REPLICATION_PORTS, DEFAULT_REPLICATION_PORTS),
-            allow_ports=_ports(ENV_ALLOW_PORTS, DEFAULT_ALLOW_PORTS),
-        )
         expires = _ms(time.time() + ttl)
 
-        async def one(node: str, region_fault: Any) -> None:
+        async def one(node: str, region_fault: NodeFault) -> None:
             async with kind.lock(node):
                 slot = kind.take_slot(node) if region_fault.uses_tc else 1
                 rules = rules_for(region_fault, slot, kind.device)
                 applied.state.nodes.append((node, rules))
                 run = kind.on(node)
-                await execute(arm_commands(region_fault.key, expires, NODE_STATE_DIR), run)
-                script = watchdog_script(region_fault.key, rules.revert, NODE_STATE_DIR)
-                code, out, err = await kind.docker.run(
-                    ("docker", "exec", "-d", node, "sh", "-c", script)
+                watchdog = watchdog_command(region_fault.key, expires, rules.revert, NODE_STATE_DIR)
+                # one round trip: arm the watchdog, apply, read back (a failure is undone
+                # on every node by revert)
+                done = await execute_script(
+                    (watchdog, *rules.apply), run, readback_device=kind.device
                 )
-                if code != 0:
-                    raise FaultError(f"node {node}: watchdog did not start: {(err or out).strip()}")
-                await execute(rules.apply, run)  # a failure is undone on every node by revert
+                applied.state.fresh[node] = (done.nft or "", done.tc or "")
 
-        await asyncio.gather(
-            *(
-                one(node, nf)
-                for region, nf in placement.items()
-                for node in kind.regions[region].nodes
-            )
+        await on_every(
+            one(node, nf)
+            for region, nf in self._placement(applied.fault).items()
+            for node in kind.regions[region].nodes
         )
 
     async def _listings(self, state: NodeRulesState) -> list[tuple[str, str]]:
         async def listing(node: str, rules: NodeRules) -> tuple[str, str]:
-            nft_argv, tc_argv = readback(rules.device)
-            run = self.target.on(node)
-            (_, nft_out, _), (_, tc_out, _) = await asyncio.gather(
-                run(nft_argv, None), run(tc_argv, None)
-            )
-            return nft_out, tc_out
+            if node in state.fresh:
+                return state.fresh.pop(node)
+            done = await execute_script((), self.target.on(node), readback_device=rules.device)
+            return done.nft or "", done.tc or ""
 
         return list(await asyncio.gather(*(listing(n, r) for n, r in state.nodes)))
 
@@ -169,7 +199,14 @@ class NodeRulesOnKind(FaultHandler[KindNodes, F, NodeRulesState], Generic[F]):
         async def one(node: str, rules: NodeRules) -> None:
             async with kind.lock(node):
                 disarm = disarm_command(rules.fault.key, NODE_STATE_DIR)
-                problems.extend(await execute_all((disarm, *rules.revert), kind.on(node)))
+                done = await execute_script(
+                    (disarm, *rules.revert),
+                    kind.on(node),
+                    keep_going=True,
+                    readback_device=rules.device,
+                )
+                problems.extend(done.failures)
+                applied.state.fresh[node] = (done.nft or "", done.tc or "")
                 if rules.tc_class is not None:
                     kind.free_slot(node, rules.slot)
 
@@ -236,8 +273,8 @@ class RegionDownOnKind(FaultHandler[KindNodes, RegionDownFault, PauseState]):
         key = fault_key(kind.run_id, fault.name, "pause")
         unpause = Command(("docker", "unpause", *containers), tolerate=("is not paused",))
         st.containers, st.key, st.unpause = containers, key, unpause
-        await execute(arm_commands(key, _ms(time.time() + ttl), kind.host_state_dir), kind.local)
-        await kind.docker.spawn(("sh", "-c", watchdog_script(key, [unpause], kind.host_state_dir)))
+        watchdog = watchdog_command(key, _ms(time.time() + ttl), [unpause], kind.host_state_dir)
+        await execute([watchdog], kind.local)
         code, out, err = await kind.docker.run(("docker", "pause", *containers))
         if code != 0:
             raise FaultError(f"fault {fault.name!r}: docker pause failed: {(err or out).strip()}")

@@ -11,7 +11,7 @@ import asyncio
 import os
 import shlex
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -27,31 +27,36 @@ ENV_DEVICE = "CHAOSAA_KIND_DEVICE"
 DOCKER_TIMEOUT = 30.0
 
 
+def host_state_dir(state_dir: str | None = None) -> str:
+    """Where the host-side (regionDown) watchdogs keep their files."""
+    return str(Path(state_dir or tempfile.gettempdir()) / "chaosaa-kind")
+
+
+async def on_every(work: Iterable[Awaitable[None]]) -> None:
+    """Run ``work`` concurrently and wait for all of it, then raise the first failure.
+
+    A ``docker exec`` already sent cannot be called back: whoever handles the failure
+    (a revert) must find every node's command finished, not still running.
+    """
+    for result in await asyncio.gather(*work, return_exceptions=True):
+        if isinstance(result, BaseException):
+            raise result
+
+
 class DockerRunner(Protocol):
-    """The docker CLI seam: run a command to completion, or start one detached."""
+    """The docker CLI seam: run a command to completion (the host-side watchdog too)."""
 
     async def run(self, argv: Sequence[str], stdin: str | None = None) -> tuple[int, str, str]: ...
 
-    async def spawn(self, argv: Sequence[str]) -> None: ...
-
 
 class SubprocessDocker:
-    """Runs the real docker CLI (and local shell for the host-side watchdog)."""
+    """Runs the real docker CLI (and the shell that starts the host-side watchdog)."""
 
     def __init__(self, timeout: float = DOCKER_TIMEOUT) -> None:
         self.timeout = timeout
 
     async def run(self, argv: Sequence[str], stdin: str | None = None) -> tuple[int, str, str]:
         return await run_process(argv, stdin, self.timeout)
-
-    async def spawn(self, argv: Sequence[str]) -> None:
-        await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-            start_new_session=True,  # survives the runner: that is the point
-        )
 
 
 @dataclass
@@ -76,7 +81,7 @@ class KindNodes:
         self.regions: dict[str, KindRegion] = {}
         self.device = os.environ.get(ENV_DEVICE) or DEFAULT_DEVICE
         #: host-side files of the regionDown watchdog
-        self.host_state_dir = str(Path(state_dir or tempfile.gettempdir()) / "chaosaa-kind")
+        self.host_state_dir = host_state_dir(state_dir)
         self._slots: dict[str, set[int]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 

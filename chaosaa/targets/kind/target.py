@@ -12,17 +12,25 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import re
 import time
+import urllib.request
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from chaosaa.errors import LeaseHeldError, TargetUnreachableError
 from chaosaa.rules.execute import execute_all
-from chaosaa.rules.generate import owned, readback, teardown
+from chaosaa.rules.generate import (
+    disarm_all_command,
+    inventory_command,
+    owned,
+    parse_inventory,
+    teardown,
+)
 from chaosaa.spec.model import Target as TargetSpec
-from chaosaa.targets.base import Endpoints, Target, TargetOptions, register
+from chaosaa.targets.base import Endpoints, Target, TargetEvent, TargetOptions, register
 from chaosaa.targets.kind.faults import HANDLERS
 from chaosaa.targets.kind.nodes import (
     NODE_STATE_DIR,
@@ -32,7 +40,15 @@ from chaosaa.targets.kind.nodes import (
     SubprocessDocker,
 )
 
+log = logging.getLogger(__name__)
+
 CLUSTER_LABEL = "io.x-k8s.kind.cluster"
+#: the conflict counter of the demo `chaosaa kind up` deploys (last-writer-wins
+#: resolutions); the engine reports its before/after difference, none where it is absent
+DEMO_CONFLICTS = "sum(chaosaa_demo_conflicts_total)"
+#: the demo router's event log (failovers with exact timestamps), under the router's URL
+ROUTER_EVENTS = "/router/events"
+_EVENTS_TIMEOUT = 5.0
 _POD_SUBNET = re.compile(r"podSubnet:\s*\"?([0-9A-Fa-f.:/, ]+)\"?")
 
 
@@ -69,7 +85,8 @@ class KindTarget(Target):
         return self.nodes.clusters[region]
 
     # -- discovery -----------------------------------------------------------------
-    async def _discover(self, region: str, cluster: str) -> KindRegion:
+    async def _find_nodes(self, region: str, cluster: str) -> KindRegion:
+        """The cluster's node containers (also while they are paused)."""
         out = await self.nodes.docker_ok(
             "ps", "--filter", f"label={CLUSTER_LABEL}={cluster}", "--format", "{{.Names}}"
         )
@@ -78,6 +95,18 @@ class KindTarget(Target):
             raise TargetUnreachableError(
                 f"no node containers of kind cluster {cluster!r} (region {region}); "
                 "is it running? (`chaosaa kind up`)"
+            )
+        return KindRegion(region, cluster, nodes)
+
+    async def _discover(self, region: str, cluster: str) -> KindRegion:
+        """The nodes and the addresses node rules act on: node IPs and the pod subnet."""
+        found = await self._find_nodes(region, cluster)
+        nodes = found.nodes
+        if any((await self.nodes.paused(nodes)).values()):
+            raise TargetUnreachableError(
+                f"kind cluster {cluster!r} (region {region}) is paused: a regionDown of a run "
+                "that was killed? It unpauses by itself at the fault's TTL, or now with "
+                "`chaosaa rollback`"
             )
         fmt = "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{.GlobalIPv6Address}} {{end}}"
         ips = (await self.nodes.docker_ok("inspect", "-f", fmt, *nodes)).split()
@@ -90,14 +119,48 @@ class KindTarget(Target):
         ]
         return KindRegion(region, cluster, nodes, sorted({*ips, *subnets}))
 
+    async def _find_regions(self, *, rollback: bool) -> None:
+        if self.options.extra.get("all"):
+            # `chaosaa rollback --target kind`: every kind cluster, each its own region
+            clusters = {c: c for c in await self._all_clusters()}
+        else:
+            clusters = {r: self.cluster(r) for r in self.spec.regions}
+        # rollback needs the node containers only, and must find them paused too
+        discover = self._find_nodes if rollback else self._discover
+        found = await asyncio.gather(*(discover(r, c) for r, c in clusters.items()))
+        self.nodes.regions = dict(zip(clusters, found, strict=True))
+
     async def open(self) -> Endpoints:
-        names = list(self.spec.regions)
-        found = await asyncio.gather(*(self._discover(r, self.cluster(r)) for r in names))
-        self.nodes.regions = dict(zip(names, found, strict=True))
+        await self._find_regions(rollback=bool(self.options.extra.get("rollback")))
+        if self.options.extra.get("all"):
+            return Endpoints(entry_url=None)
         return Endpoints(
             entry_url=self.spec.url,
             regions={n: r.endpoint for n, r in self.spec.regions.items() if r.endpoint},
+            queries={"conflicts": DEMO_CONFLICTS},
         )
+
+    async def events(self, since: float) -> list[TargetEvent]:
+        """The demo router's own log, as the lab gives it: none where there is no such
+        router (another application on kind) or it does not answer."""
+        if not self.spec.url:
+            return []
+        url = self.spec.url.rstrip("/") + ROUTER_EVENTS
+        try:
+            doc = await asyncio.to_thread(_get_json, url, _EVENTS_TIMEOUT)
+        except (OSError, ValueError) as exc:
+            log.info("no router events from %s: %s", url, exc)
+            return []
+        events = doc.get("events") if isinstance(doc, dict) else None
+        return [
+            TargetEvent(
+                at=float(e["unix"]),
+                event=f"router.{e['event']}",
+                detail={k: v for k, v in e.items() if k not in ("event", "unix", "ts")},
+            )
+            for e in events or []
+            if isinstance(e, dict) and float(e.get("unix", 0)) >= since and "event" in e
+        ]
 
     # -- lease (a file on this host: kind clusters are local) ----------------------
     def _lease_file(self) -> Path:
@@ -151,37 +214,37 @@ class KindTarget(Target):
         return sorted({c for c in out.split() if c})
 
     async def rollback(self) -> list[str]:
-        if self.options.extra.get("all"):
-            clusters = await self._all_clusters()
-            self.nodes.regions = {c: await self._discover(c, c) for c in clusters}
-        elif not self.regions:
-            await self.open()
+        if not self.regions:
+            await self._find_regions(rollback=True)
+        # the host watchdogs first, so that none unpauses behind our back later
+        await execute_all([disarm_all_command(self.nodes.host_state_dir)], self.nodes.local)
+        nodes = [n for r in self.regions.values() for n in r.nodes]
         done: list[str] = []
-        for region in self.regions.values():
-            paused = [n for n, p in (await self.nodes.paused(region.nodes)).items() if p]
-            if paused:
-                await self.nodes.docker_ok("unpause", *paused)
-                done += [f"container {n}: unpaused" for n in paused]
-            for node in region.nodes:
-                done += await self._clean_node(node)
+        paused = [n for n, p in (await self.nodes.paused(nodes)).items() if p] if nodes else []
+        if paused:
+            await self.nodes.docker_ok("unpause", *paused)
+            done += [f"container {n}: unpaused" for n in paused]
+        for cleaned in await asyncio.gather(*(self._clean_node(n) for n in nodes)):
+            done += cleaned
         return done
 
     async def _clean_node(self, node: str) -> list[str]:
         run = self.nodes.on(node)
-        # disarm every watchdog first: none may race the teardown
-        wipe = f"rm -f {NODE_STATE_DIR}/*.pid {NODE_STATE_DIR}/*.expires"
-        await run(("sh", "-c", wipe), None)
-        _, links, _ = await run(("ip", "-o", "link", "show"), None)
-        devs = [
-            line.split(":", 2)[1].strip().split("@")[0]
-            for line in links.splitlines()
-            if line.count(":") >= 2
-        ] or [self.nodes.device]
-        nft_argv, _ = readback(self.nodes.device)
-        _, nft_before, _ = await run(nft_argv, None)
-        tc_before = {d: (await run(readback(d)[1], None))[1] for d in devs}
-        found = owned(nft_before, tc_before)
-        failures = await execute_all(teardown(devs), run)
+        inventory = inventory_command(NODE_STATE_DIR)
+        code, out, err = await run(inventory.argv, None)
+        if code != 0:
+            return [f"node {node}: could not list its rules: {(err or out).strip()[:200]}"]
+        nft_listing, tc_listings = parse_inventory(out)
+        found = owned(nft_listing, tc_listings)
+        if not found:
+            return []
+        rooted = [d for d, listing in tc_listings.items() if owned("", {d: listing})]
+        failures = await execute_all(teardown(rooted), run)
         return [f"node {node}: {f} removed" for f in found] + [
             f"node {node}: {f}" for f in failures
         ]
+
+
+def _get_json(url: str, timeout: float) -> Any:
+    with urllib.request.urlopen(url, timeout=timeout) as resp:
+        return json.loads(resp.read())

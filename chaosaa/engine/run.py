@@ -74,6 +74,8 @@ class Run:
         self._conflicts_before: float | None = None
         self._task: asyncio.Future[RunOutcome] | None = None
         self._stopping = False
+        #: the run reached its cleanup: a stop no longer cancels it
+        self._cleaning = False
 
     # ------------------------------------------------------------------ helpers
 
@@ -109,6 +111,10 @@ class Run:
         if self._task is None or self._stopping:
             return False
         self._stopping = True
+        if self._cleaning:
+            # every fault is reverted already; cancelling now would only lose the outcome
+            self.emit("run.signal", {**event, "action": "the run is over; finishing cleanup"})
+            return True
         self.outcome.reason = reason
         self.emit("run.signal", {**event, "action": "reverting every fault"})
         self._task.cancel()
@@ -133,13 +139,22 @@ class Run:
             log.exception("run failed unexpectedly")
             self._stopped(exc, "run.error", f"unexpected error: {type(exc).__name__}: {exc}")
         finally:
-            try:
-                await asyncio.shield(self._cleanup())
-            except Exception:  # a bug in cleanup must not cost the report
-                log.exception("cleaning up after the run failed")
+            self._cleaning = True
+            await self._finish_cleanup()
         out.finished_at = time.time()
         self.emit("run.finished", {"exitCode": int(out.exit_code), "reason": out.reason})
         return out
+
+    async def _finish_cleanup(self) -> None:
+        """Clean up to the end, even if the task is cancelled meanwhile (``stop`` does not
+        cancel any more, but whoever awaits the task may): the outcome is still returned."""
+        cleanup = asyncio.ensure_future(self._cleanup())
+        while not cleanup.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(cleanup)
+        if not cleanup.cancelled() and cleanup.exception() is not None:
+            # a bug in cleanup must not cost the report
+            log.error("cleaning up after the run failed", exc_info=cleanup.exception())
 
     def _stopped(self, exc: BaseException, event: str, reason: str) -> None:
         self.outcome.stopped, self.outcome.reason = stop_code(exc), reason

@@ -8,16 +8,21 @@ can read them back from every region even when the runner died without a report.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import itertools
 import json
 import os
+import resource
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from chaosaa.lab._procfs import process_state
@@ -65,7 +70,12 @@ def run_command(path: Path, lab_state: Path, reports: Path, *extra: str) -> list
 
 
 def start_run(
-    lab: Lab, path: Path, reports: Path, *extra: str, env: dict[str, str] | None = None
+    lab: Lab,
+    path: Path,
+    reports: Path,
+    *extra: str,
+    env: dict[str, str] | None = None,
+    preexec_fn: Callable[[], None] | None = None,
 ) -> subprocess.Popen[str]:
     """``chaosaa run`` against the running ``lab``; ``env`` is added to this environment."""
     cmd = run_command(path, lab.state_dir, reports, "--no-ephemeral-lab", *extra)
@@ -75,6 +85,7 @@ def start_run(
         stderr=subprocess.STDOUT,
         text=True,
         env={**os.environ, **(env or {})},
+        preexec_fn=preexec_fn,
     )
 
 
@@ -192,5 +203,62 @@ class AckedWrites:
         return left
 
 
-def wait_lab_idle(lab: Lab, timeout: float = 30) -> None:
-    wait_until(lambda: not leftovers(lab), timeout, 0.1, "the lab to hold no fault")
+class Output:
+    """The output of a running ``chaosaa run``, read line by line in a thread, so that a
+    test can act the moment a line shows (e.g. "reverting eu-dark")."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None
+        self._stdout = proc.stdout
+        self.lines: list[str] = []
+        self._thread = threading.Thread(target=self._read, name="run-output", daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        for line in self._stdout:
+            self.lines.append(line)
+
+    def wait_for(self, text: str, timeout: float) -> None:
+        wait_until(lambda: any(text in line for line in self.lines), timeout, 0.02, repr(text))
+
+    def text(self) -> str:
+        self._thread.join(timeout=10)
+        return "".join(self.lines)
+
+
+@contextlib.contextmanager
+def small_tmpfs(path: Path, size: str, *, read_only: bool = False) -> Iterator[Path]:
+    """A tmpfs of ``size`` at ``path`` for the block, unmounted after it (needs root and
+    CAP_SYS_ADMIN: the test is skipped elsewhere, where a file-size limit stands in)."""
+    path.mkdir(parents=True, exist_ok=True)
+    options = f"size={size}" + (",ro" if read_only else "")
+    mount = ["mount", "-t", "tmpfs", "-o", options, "chaosaa-test", str(path)]
+    done = subprocess.run(mount, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", str(path)], check=True, timeout=30)
+
+
+def fill(directory: Path) -> None:
+    """Write into ``directory`` until its file system is full."""
+    fd = os.open(directory / "filler", os.O_WRONLY | os.O_CREAT)
+    try:
+        while True:
+            os.write(fd, b"\0" * 4096)
+    except OSError as exc:
+        assert exc.errno == errno.ENOSPC, exc
+    finally:
+        os.close(fd)
+
+
+def file_size_limit(limit: int) -> Callable[[], None]:
+    """A ``preexec_fn`` that caps the size of any file the child writes (RLIMIT_FSIZE):
+    writing past it fails with EFBIG, as a full disk fails with ENOSPC."""
+
+    def apply() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return apply

@@ -215,8 +215,9 @@ class Output:
         self._thread.start()
 
     def _read(self) -> None:
-        for line in self._stdout:
-            self.lines.append(line)
+        with self._stdout:
+            for line in self._stdout:
+                self.lines.append(line)
 
     def wait_for(self, text: str, timeout: float) -> None:
         wait_until(lambda: any(text in line for line in self.lines), timeout, 0.02, repr(text))

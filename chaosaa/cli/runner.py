@@ -4,23 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shlex
 import signal
 import threading
 import time
 from dataclasses import replace
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from chaosaa.engine.progress import Progress
 from chaosaa.errors import ChaosaaError, ExitCode
+from chaosaa.failpoints import configure_from_env, failpoint_sync
 from chaosaa.spec.model import GameDay
 from chaosaa.targets.base import TargetOptions
 
 if TYPE_CHECKING:
     from chaosaa.engine.outcome import RunOutcome
     from chaosaa.engine.run import Run
+    from chaosaa.report.model import RunReport
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class _PrewarmChart:
@@ -47,8 +53,28 @@ class _PrewarmChart:
         self.inner.traffic(sent, ok, errors, by_region)
 
 
-async def _execute_with_signals(run: Run) -> RunOutcome:
-    """Run to completion; SIGINT/SIGTERM stop it once so that every fault reverts."""
+class _LateSignals:
+    """SIGINT/SIGTERM once the run is over: every fault is reverted by then, so the
+    report is written and the verdict printed first (it takes a moment), not lost."""
+
+    def __init__(self) -> None:
+        self.received: list[str] = []
+
+    def install(self) -> None:
+        for sig in _STOP_SIGNALS:
+            signal.signal(sig, self._on_signal)
+
+    def restore(self) -> None:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        self.received.append(signal.Signals(signum).name)
+
+
+async def _execute_with_signals(run: Run, late: _LateSignals) -> RunOutcome:
+    """Run to completion; SIGINT/SIGTERM stop it once so that every fault reverts. From
+    the moment the run is over, ``late`` takes the signals."""
     loop = asyncio.get_running_loop()
 
     def on_signal(sig: signal.Signals) -> None:
@@ -59,13 +85,14 @@ async def _execute_with_signals(run: Run) -> RunOutcome:
             )
 
     inner = run.start()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in _STOP_SIGNALS:
         loop.add_signal_handler(sig, on_signal, sig)
     try:
         return await asyncio.shield(inner)
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in _STOP_SIGNALS:
             loop.remove_signal_handler(sig)
+        late.install()
         if not inner.done():
             await inner
 
@@ -85,6 +112,11 @@ def run_command(
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     options = replace(target, run_id=f"{gameday.name}-{stamp}")
     try:
+        configure_from_env()  # CHAOSAA_FAILPOINTS: read once, refused when malformed
+    except ChaosaaError as exc:
+        click.echo(f"chaosaa: error: {exc}", err=True)
+        return int(exc.exit_code)
+    try:
         plan = build_plan(gameday, options)
     except ChaosaaError as exc:
         click.echo(f"chaosaa: error: {source}: {exc}", err=True)
@@ -94,27 +126,85 @@ def run_command(
         click.echo("\ndry run: nothing was injected.")
         return 0
 
+    from chaosaa.engine.preflight import check_report_dir
     from chaosaa.engine.reporting import build_report
     from chaosaa.engine.run import Run
+
+    directory = report_dir or Path("chaosaa-reports") / f"{gameday.name}-{stamp}"
+    try:
+        check_report_dir(directory)
+    except ChaosaaError as exc:
+        click.echo(f"chaosaa: error: {exc}; nothing was run", err=True)
+        return int(exc.exit_code)
+
+    progress = _PrewarmChart(make_progress(plain))
+    late = _LateSignals()
+    try:
+        try:
+            run = Run(gameday, options, progress)
+            outcome = asyncio.run(_execute_with_signals(run, late))
+        finally:
+            close = getattr(progress.inner, "close", None)
+            if close is not None:
+                close()
+        try:
+            report = build_report(outcome)
+        except Exception as exc:  # a bug: the verdict is known all the same
+            code = int(outcome.exit_code)
+            click.echo(f"chaosaa: error: no report could be built ({exc}): exit {code}", err=True)
+        else:
+            code = _report(report, directory, rollback=_rollback_command(source, options))
+    finally:
+        late.restore()
+    for name in late.received:
+        click.echo(f"chaosaa: {name} after the run: the report was written first", err=True)
+    return code
+
+
+def _report(report: RunReport, directory: Path, *, rollback: str) -> int:
+    """Write the reports and print the verdict; neither a full disk nor a failure while
+    writing costs the verdict on the console or the exit code."""
+    from rich.console import Console
+
     from chaosaa.report.console import render_summary
     from chaosaa.report.write import write_reports
 
-    progress = _PrewarmChart(make_progress(plain))
+    paths: dict[str, Path] = {}
+    failed: Exception | None = None
     try:
-        run = Run(gameday, options, progress)
-        outcome = asyncio.run(_execute_with_signals(run))
-    finally:
-        close = getattr(progress.inner, "close", None)
-        if close is not None:
-            close()
-    report = build_report(outcome)
-    directory = report_dir or Path("chaosaa-reports") / f"{gameday.name}-{stamp}"
-    paths = write_reports(report, directory)
-    from rich.console import Console
-
+        failpoint_sync("report.before")
+        paths = write_reports(report, directory)
+        failpoint_sync("report.after")
+    except Exception as exc:
+        failed = exc
     with contextlib.suppress(OSError):  # a closed stdout must not change the exit code
         render_summary(report, Console(), paths)
+    if failed is not None:
+        click.echo(
+            f"chaosaa: error: the report could not be written to {directory} ({failed}); "
+            f"the verdict above stands: exit {report.exit_code}",
+            err=True,
+        )
+    left = [f.name for f in report.faults if f.requested_at is not None and f.reverted_at is None]
+    if left:
+        click.echo(
+            f"chaosaa: not verified reverted: {', '.join(left)} (each reverts itself when its "
+            f"TTL lapses, if the target is alive). Make sure with: {rollback}",
+            err=True,
+        )
     return int(report.exit_code)
+
+
+def _rollback_command(source: Path, options: TargetOptions) -> str:
+    """The ``chaosaa rollback`` command line that cleans this run's target."""
+    argv = ["chaosaa", "rollback", str(source)]
+    if options.state_dir:
+        argv += ["--lab-state", options.state_dir]
+    if options.kubeconfig:
+        argv += ["--kubeconfig", options.kubeconfig]
+    for context in options.allowed_contexts:
+        argv += ["--allow-context", context]
+    return shlex.join(argv)
 
 
 def rollback_command(

@@ -16,7 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from chaosaa.errors import FaultError
+from chaosaa.errors import ChaosaaError, FaultError
+from chaosaa.failpoints import failpoint
 from chaosaa.spec.faults import Fault
 from chaosaa.targets.base import Applied, Target
 
@@ -26,6 +27,8 @@ log = logging.getLogger(__name__)
 VERIFY_TIMEOUT = 15.0
 #: renewals happen at this fraction of the TTL (TTL 10 s -> every 2 s)
 RENEW_FRACTION = 0.2
+#: pause between two revert attempts: first, and at most (it doubles)
+REVERT_PAUSE = (0.2, 2.0)
 
 EventSink = Callable[[str, dict[str, Any]], None]
 
@@ -86,6 +89,11 @@ class FaultRunner:
         self.fault = fault
         self.record = FaultRecord(fault)
         self._emit = emit
+        #: when the target's dead-man switch reverts the fault by itself (monotonic): the
+        #: TTL counted from the last answer that set it; None before inject answered
+        self._expires: float | None = None
+        #: a revert was retried until that TTL had lapsed, and failed
+        self._gave_up = False
 
     async def run(self, injection_start_monotonic: float) -> FaultRecord:
         f = self.fault
@@ -95,6 +103,9 @@ class FaultRunner:
         try:
             await self._inject()
             await self._hold(f.duration - (time.time() - (self.record.effective_at or time.time())))
+        except Exception as exc:
+            self.record.error = str(exc)
+            raise
         finally:
             if self.record.requested_at is not None:
                 await asyncio.shield(self._revert())
@@ -102,15 +113,22 @@ class FaultRunner:
 
     async def _inject(self) -> None:
         f, rec = self.fault, self.record
+        await failpoint("inject.before")
+        # the handle first: once requested, the fault is reverted and verified through
+        # it, whatever becomes of the inject call (an error, a SIGTERM midway)
+        applied = rec.applied = self.target.new_applied(f)
         rec.requested_at = time.time()
         self._emit("fault.requested", {"fault": f.name, "type": f.type})
         try:
-            rec.applied = await self.target.inject(f, f.ttl)
+            await self.target.inject(f, f.ttl, applied)
         except FaultError:
             raise
         except Exception as exc:  # any target failure is an environment error
             raise FaultError(f"fault {f.name!r}: inject failed: {exc}") from exc
-        applied = rec.applied
+        finally:
+            # the latest the target may have set the TTL from (also for a failed call)
+            self._expires = time.monotonic() + f.ttl
+        await failpoint("inject.after")
         rec.effective_at = await _wait_until(
             lambda: self.target.verify_effect(applied),
             applied,
@@ -132,37 +150,86 @@ class FaultRunner:
         while (remaining := end - time.monotonic()) > 0:
             await asyncio.sleep(min(interval, remaining))
             if end - time.monotonic() > 0:
-                try:
-                    await self.target.renew(applied, self.fault.ttl)
-                except Exception as exc:
-                    # A missed renewal is not fatal while the TTL still covers us;
-                    # the next attempt (or the TTL) settles it.
-                    log.warning("renewing fault %s failed: %s", self.fault.name, exc)
+                await self._renew(applied)
+
+    async def _renew(self, applied: Applied) -> None:
+        ttl = self.fault.ttl
+        try:
+            await failpoint("renew.before")
+            await self.target.renew(applied, ttl)
+            self._expires = time.monotonic() + ttl
+            await failpoint("renew.after")
+        except Exception as exc:
+            # A missed renewal is not fatal while the TTL still covers us; once it does
+            # not, the target has reverted the fault early: the run measured something
+            # else than the GameDay asked for.
+            if self._expires is not None and time.monotonic() >= self._expires:
+                raise FaultError(
+                    f"fault {self.fault.name!r} lapsed before its duration: no renewal "
+                    f"succeeded within its TTL ({ttl:g}s); last error: {exc}"
+                ) from exc
+            log.warning("renewing fault %s failed: %s", self.fault.name, exc)
 
     async def _revert(self) -> None:
         f, rec = self.fault, self.record
         rec.revert_requested_at = time.time()
         self._emit("fault.revert", {"fault": f.name})
-        if rec.applied is None:
-            # inject raised before returning a handle: roll back whatever may be there
-            # by asking the target for a clean slate of this fault is not possible, so
-            # rely on the TTL; record it so the report says so.
-            rec.error = rec.error or "inject did not return; the fault's TTL reverts it"
+        if rec.applied is None:  # not requested: nothing to revert
             return
-        applied = rec.applied
+        await failpoint("revert.before")
         try:
-            await self.target.revert(applied)
-            rec.reverted_at = await _wait_until(
-                lambda: self.target.verify_reverted(applied),
-                applied,
-                f"fault {f.name!r} revert",
-                VERIFY_TIMEOUT,
-                self.target.verify_interval,
-            )
+            rec.reverted_at = await self._revert_until_ttl(rec.applied)
         except Exception as exc:
-            rec.error = f"revert failed: {exc}"
+            rec.error = "; ".join(filter(None, [rec.error, f"revert failed: {exc}"]))
             self._emit("fault.revert_failed", {"fault": f.name, "error": str(exc)})
             raise FaultError(f"fault {f.name!r}: revert failed: {exc}") from exc
         self._emit(
             "fault.reverted", {"fault": f.name, "timeToRevertSeconds": _rounded(rec.time_to_revert)}
         )
+
+    async def _revert_until_ttl(self, applied: Applied) -> float:
+        """Revert and verify it; retry on target errors until the fault's TTL has lapsed
+        (then the target's dead-man switch has taken over), and at least for
+        VERIFY_TIMEOUT. Return when it was verified reverted (unix seconds)."""
+        now = time.monotonic()
+        deadline = max(now + VERIFY_TIMEOUT, self._expires or now)
+        pause = REVERT_PAUSE[0]
+        while True:
+            try:
+                return await asyncio.wait_for(
+                    self._revert_once(applied), max(0.5, deadline - time.monotonic())
+                )
+            except (ChaosaaError, TimeoutError) as exc:
+                if time.monotonic() + pause >= deadline:
+                    self._gave_up = True
+                    why = str(exc) or f"no answer within {deadline - now:.1f}s"
+                    raise FaultError(f"{why}; retried for {time.monotonic() - now:.1f}s") from exc
+                log.warning("reverting fault %s failed, retrying: %s", self.fault.name, exc)
+            await asyncio.sleep(pause)
+            pause = min(2 * pause, REVERT_PAUSE[1])
+
+    async def _revert_once(self, applied: Applied) -> float:
+        await self.target.revert(applied)
+        await failpoint("revert.after")
+        return await _wait_until(
+            lambda: self.target.verify_reverted(applied),
+            applied,
+            f"fault {self.fault.name!r} revert",
+            VERIFY_TIMEOUT,
+            self.target.verify_interval,
+        )
+
+    async def ensure_reverted(self) -> None:
+        """At the end of a run: revert a fault whose own revert never completed (its task
+        was stopped by an error), unless it was already retried until its TTL lapsed."""
+        rec = self.record
+        if rec.applied is not None and rec.reverted_at is None and not self._gave_up:
+            await self._revert()
+
+    def may_remain(self) -> str | None:
+        """What may still be in place on the target, or None: a fault that was applied and
+        never verified reverted."""
+        rec, f = self.record, self.fault
+        if rec.applied is None or rec.reverted_at is not None:
+            return None
+        return f"{f.name} ({f.type} on {f.scope()}: {f.describe()}; target id {rec.applied.ref})"

@@ -24,6 +24,7 @@ from chaosaa.engine.slo import SLOContext, evaluate_slos
 from chaosaa.engine.steady import evaluate_checks, watch_abort_rules
 from chaosaa.engine.verdict import stop_code
 from chaosaa.errors import AbortedError, ChaosaaError, FaultError, InvalidInputError
+from chaosaa.failpoints import failpoint
 from chaosaa.prom.client import PrometheusClient
 from chaosaa.spec.checks import uses_prometheus
 from chaosaa.spec.model import GameDay, LostWritesSLO, ReplicationLagSLO
@@ -37,6 +38,8 @@ log = logging.getLogger(__name__)
 LEASE_TTL = 15.0
 #: how often traffic counters are reported to progress
 PROGRESS_INTERVAL = 1.0
+#: how long giving the lease back may take at the end of a run
+RELEASE_TIMEOUT = 3.0
 
 
 class Run:
@@ -71,6 +74,8 @@ class Run:
         self._conflicts_before: float | None = None
         self._task: asyncio.Future[RunOutcome] | None = None
         self._stopping = False
+        #: the run reached its cleanup: a stop no longer cancels it
+        self._cleaning = False
 
     # ------------------------------------------------------------------ helpers
 
@@ -106,6 +111,10 @@ class Run:
         if self._task is None or self._stopping:
             return False
         self._stopping = True
+        if self._cleaning:
+            # every fault is reverted already; cancelling now would only lose the outcome
+            self.emit("run.signal", {**event, "action": "the run is over; finishing cleanup"})
+            return True
         self.outcome.reason = reason
         self.emit("run.signal", {**event, "action": "reverting every fault"})
         self._task.cancel()
@@ -130,10 +139,22 @@ class Run:
             log.exception("run failed unexpectedly")
             self._stopped(exc, "run.error", f"unexpected error: {type(exc).__name__}: {exc}")
         finally:
-            await asyncio.shield(self._cleanup())
+            self._cleaning = True
+            await self._finish_cleanup()
         out.finished_at = time.time()
         self.emit("run.finished", {"exitCode": int(out.exit_code), "reason": out.reason})
         return out
+
+    async def _finish_cleanup(self) -> None:
+        """Clean up to the end, even if the task is cancelled meanwhile (``stop`` does not
+        cancel any more, but whoever awaits the task may): the outcome is still returned."""
+        cleanup = asyncio.ensure_future(self._cleanup())
+        while not cleanup.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(cleanup)
+        if not cleanup.cancelled() and cleanup.exception() is not None:
+            # a bug in cleanup must not cost the report
+            log.error("cleaning up after the run failed", exc_info=cleanup.exception())
 
     def _stopped(self, exc: BaseException, event: str, reason: str) -> None:
         self.outcome.stopped, self.outcome.reason = stop_code(exc), reason
@@ -141,11 +162,17 @@ class Run:
 
     async def _lifecycle(self) -> None:
         endpoints = await self._preflight()
+        await failpoint("preflight.after")
         await self._start_traffic(endpoints)
+        await failpoint("traffic.after")
         await self._steady_state_before()
+        await failpoint("steady.after")
         await self._inject_and_observe()
+        await failpoint("observe.after")
         await self._recover()
+        await failpoint("recover.after")
         await self._verify()
+        await failpoint("verify.after")
 
     async def _preflight(self) -> Endpoints:
         kind = self.spec.target.kind
@@ -364,25 +391,29 @@ class Run:
         """Runs on every exit path: faults were reverted by their runners; stop the rest."""
         self._phase("cleanup")
         for runner in self._fault_runners:
-            rec = runner.record
-            if rec.applied is not None and rec.reverted_at is None and rec.error is None:
-                # a fault task never got to revert (should not happen): do it here
-                try:
-                    await self.target.revert(rec.applied)
-                    rec.reverted_at = time.time()
-                except Exception as exc:
-                    rec.error = f"revert failed: {exc}"
-        if any(r.record.error and "revert failed" in r.record.error for r in self._fault_runners):
-            failed = FaultError("a fault could not be reverted")
+            try:
+                await runner.ensure_reverted()
+            except Exception as exc:
+                log.error("fault %s could not be reverted: %s", runner.fault.name, exc)
+        remains = [r for r in (runner.may_remain() for runner in self._fault_runners) if r]
+        if remains:
+            failed = FaultError(
+                "may remain on the target (not verified reverted; each reverts itself at its "
+                f"TTL if the target is alive): {'; '.join(remains)}"
+            )
             self.outcome.stopped = stop_code(failed)  # even over an abort: it is an error
-            self.outcome.reason = self.outcome.reason or str(failed)
+            earlier = self.outcome.reason
+            self.outcome.reason = f"{earlier}; {failed}" if earlier else str(failed)
+            self.emit("run.leftovers", {"faults": remains})
         await self._stop_background()
         if self.traffic is not None:
             with contextlib.suppress(Exception):
                 await self.traffic.stop(drain_timeout=self.spec.traffic.timeout + 1.0)
         if self._lease_held:
+            # bounded: a target that stopped answering must not hold the report back;
+            # the lease lapses by itself (LEASE_TTL)
             with contextlib.suppress(Exception):
-                await self.target.release_lease(self.run_id)
+                await asyncio.wait_for(self.target.release_lease(self.run_id), RELEASE_TIMEOUT)
         if self._opened:
             with contextlib.suppress(Exception):
                 await self.target.close()

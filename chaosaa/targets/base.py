@@ -244,15 +244,23 @@ class Target(ABC):
     async def release_lease(self, holder: str) -> None:  # noqa: B027
         """Give the lease back (idempotent)."""
 
-    async def inject(self, fault: Fault, ttl: float) -> Applied:
-        """Request the fault with a TTL; return as soon as it is requested.
+    def new_applied(self, fault: Fault) -> Applied:
+        """The handle of a fault about to be injected, with its handler's empty state: the
+        caller holds it before ``inject`` is called, so whatever happens to that call, it
+        can revert and verify the fault (a handler reverts a partial apply too)."""
+        return AppliedFault(fault, self.fault_ref(fault), self._handler(fault).new_state(fault))
+
+    async def inject(self, fault: Fault, ttl: float, applied: Applied | None = None) -> Applied:
+        """Request the fault with a TTL; return as soon as it is requested. ``applied``:
+        the handle from :meth:`new_applied` to fill (default: a new one).
 
         Calls already sent (a docker exec, an API request in a thread) cannot be called
         back, so an injection that is cancelled (SIGTERM) or fails midway is finished and
         then reverted, rather than abandoned half-done.
         """
         handler = self._handler(fault)
-        applied: Applied = AppliedFault(fault, self.fault_ref(fault), handler.new_state(fault))
+        if applied is None:
+            applied = self.new_applied(fault)
         work = asyncio.ensure_future(handler.apply(applied, ttl))
         try:
             await asyncio.shield(work)

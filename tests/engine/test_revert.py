@@ -7,77 +7,27 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 
 from chaosaa.engine.run import LEASE_TTL, Run
 from chaosaa.spec.loader import validate_gameday
 from chaosaa.targets.base import AppliedFault, TargetOptions
 from chaosaa.targets.lab import LabTarget
+from tests.engine.runs import (
+    active_faults,
+    gameday,
+    report,
+    run_command,
+    run_to_end,
+    start_run,
+    write,
+)
 from tests.lab.fixtures import Lab, call, wait_until
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(180)]
-
-
-def gameday(name: str, **spec: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "target": {"kind": "lab", "regions": {"us": {}, "eu": {}, "ap": {}}},
-        "traffic": {"rate": 40, "writeRatio": 0.3, "warmup": "1s"},
-        "recovery": {"settle": "1s", "convergenceTimeout": "15s"},
-        "faults": [{"name": "eu-dark", "type": "blackhole", "regions": ["eu"], "duration": "4s"}],
-        "slos": [{"name": "errors", "type": "errorRate", "max": 1}],
-    }
-    body.update(spec)
-    return {
-        "apiVersion": "chaosaa.io/v1alpha1",
-        "kind": "GameDay",
-        "metadata": {"name": name},
-        "spec": body,
-    }
-
-
-def write(tmp_path: Path, doc: dict[str, Any]) -> Path:
-    path = tmp_path / f"{doc['metadata']['name']}.yaml"
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    return path
-
-
-def run_command(path: Path, lab_state: Path, reports: Path, *extra: str) -> list[str]:
-    """argv of ``chaosaa run PATH`` with the lab state in ``lab_state`` and plain output."""
-    return [
-        sys.executable,
-        "-m",
-        "chaosaa.cli.main",
-        "run",
-        str(path),
-        "--lab-state",
-        str(lab_state),
-        "--report-dir",
-        str(reports),
-        "--plain",
-        *extra,
-    ]
-
-
-def start_run(lab: Lab, path: Path, reports: Path, *extra: str) -> subprocess.Popen[str]:
-    cmd = run_command(path, lab.state_dir, reports, "--no-ephemeral-lab", *extra)
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
-def run_to_end(lab: Lab, path: Path, reports: Path) -> tuple[int, str]:
-    proc = start_run(lab, path, reports)
-    out, _ = proc.communicate(timeout=150)
-    return proc.returncode, out
-
-
-def active_faults(lab: Lab) -> list[dict[str, Any]]:
-    faults: list[dict[str, Any]] = call("GET", f"{lab.supervisor}/faults")[1]["faults"]
-    return [f for f in faults if f.get("state") == "active"]
 
 
 def eu_home_is_served(lab: Lab) -> bool:
@@ -88,11 +38,6 @@ def eu_home_is_served(lab: Lab) -> bool:
 def assert_nothing_left(lab: Lab) -> None:
     assert active_faults(lab) == [], "a fault was left behind"
     wait_until(lambda: eu_home_is_served(lab), 15, 0.2, "traffic for eu flows again")
-
-
-def report(reports: Path) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((reports / "report.json").read_text())
-    return data
 
 
 def test_fault_is_reverted_when_every_slo_passes(clean_lab: Lab, tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ They are registered for every test package by ``pytest_plugins`` in ``tests/conf
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -161,15 +162,29 @@ def scrape(url: str) -> str:
     return body.decode()
 
 
-@pytest.fixture(scope="session")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+@contextlib.contextmanager
+def started_lab(state: Path) -> Iterator[Lab]:
+    """A lab (us, eu, ap) in ``state`` for the duration of the block."""
     require_binary("prometheus", "apt-get install prometheus")
-    state = tmp_path_factory.mktemp("lab-state")
     status = control.up(["us", "eu", "ap"], state, timeout=90, router_policy=TEST_ROUTER_POLICY)
     try:
         yield Lab(state, status)
     finally:
         control.down(state)
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    with started_lab(tmp_path_factory.mktemp("lab-state")) as lab:
+        yield lab
+
+
+@pytest.fixture(scope="module")
+def module_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    """A lab of the test module's own: for tests that break parts of it (a node, its
+    Prometheus) or leave a killed run's lease behind."""
+    with started_lab(tmp_path_factory.mktemp("module-lab")) as lab:
+        yield lab
 
 
 def reset_lab(lab: Lab) -> None:

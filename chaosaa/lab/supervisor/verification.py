@@ -12,7 +12,7 @@ from typing import Any
 from chaosaa.lab.faults import resets_connections
 from chaosaa.lab.supervisor.client import ProxyAdmin
 from chaosaa.lab.supervisor.processes import is_stopped
-from chaosaa.lab.supervisor.registry import ActiveFault, FaultRegistry
+from chaosaa.lab.supervisor.registry import ActiveFault, FaultApiError, FaultRegistry
 from chaosaa.lab.verify import Check, probe_checks, readback_checks
 
 
@@ -77,7 +77,7 @@ class Verifier:
         shared = {
             (t["link"], c["type"]) for f in others for c in f.plan.conditions for t in c["targets"]
         }
-        stopped = self.registry.stopped_regions()
+        stopped = self.registry.stopped_regions() | self._crashed_regions()
         stopped_links = {link for link in self.link_addresses if link.split(">", 1)[1] in stopped}
         dropped = {
             t["link"]
@@ -88,11 +88,24 @@ class Verifier:
         }
         return _Surroundings(shared, {link for link, _ in shared} | stopped_links, dropped)
 
+    def _crashed_regions(self) -> set[str]:
+        """Regions whose node process is gone: a link to them answers with a reset
+        whatever any fault does, so a probe through it says nothing about a revert."""
+        crashed = set()
+        for region in self.registry.regions:
+            try:
+                self.registry.pids(region)
+            except FaultApiError:
+                crashed.add(region)
+        return crashed
+
     async def _process_checks(self, fault: ActiveFault, active: bool) -> list[Check]:
         checks = []
+        crashed = self._crashed_regions()
         for region in fault.plan.stop_regions:
-            states = [await is_stopped(pid) for pid in self.registry.pids(region)]
-            stopped = all(states)
+            # a node that crashed is not stopped: nothing is left to thaw there
+            pids = [] if region in crashed else self.registry.pids(region)
+            stopped = bool(pids) and all([await is_stopped(pid) for pid in pids])
             checks.append(
                 {"check": f"node {region} stopped", "ok": stopped == active, "stopped": stopped}
             )

@@ -77,7 +77,10 @@ class LabApi:
                     raise HttpStatusError(resp.status, str(detail))
                 return data
         except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
-            raise TargetUnreachableError(f"lab {method} {url}: {exc}") from exc
+            why = str(exc) or type(exc).__name__
+            if isinstance(exc, TimeoutError):
+                why = f"no answer within {_HTTP_TIMEOUT.total:g}s"
+            raise TargetUnreachableError(f"lab {method} {url}: {why}") from exc
 
     async def supervisor_call(
         self, method: str, path: str, body: Any = None, ok: tuple[int, ...] = (200, 201, 202)

@@ -6,8 +6,9 @@ from dataclasses import dataclass, field
 
 from chaosaa.durations import format_duration
 from chaosaa.engine.recovery import recovery_wait
-from chaosaa.spec.checks import uses_prometheus
+from chaosaa.spec.checks import canary_applies, uses_prometheus
 from chaosaa.spec.model import (
+    SLO,
     ErrorRateSLO,
     FailoverTimeSLO,
     GameDay,
@@ -48,7 +49,7 @@ class Plan:
     notes: list[str] = field(default_factory=list)
 
 
-def _slo_line(slo: object) -> tuple[str, str, str]:
+def _slo_line(slo: SLO, spec: GameDaySpec) -> tuple[str, str, str]:
     if isinstance(slo, FailoverTimeSLO):
         how = (
             f"from {slo.fault or 'the first fault'} in place until success ratio >= "
@@ -62,6 +63,8 @@ def _slo_line(slo: object) -> tuple[str, str, str]:
             how += f"; back under max within {format_duration(slo.recover_within)} of revert"
         if slo.canary:
             how += "; plus canary writes across regions"
+            if not canary_applies(spec):
+                how += " (skipped: they need the kv probe)"
         return slo.name, f"<= {format_duration(slo.max)}", how
     if isinstance(slo, LostWritesSLO):
         return slo.name, f"<= {slo.max}", "read every acknowledged write back from every region"
@@ -122,7 +125,7 @@ def build_plan(
         steady_state=[(c.name, c.promql, str(c.expect)) for c in spec.steady_state],
         faults=faults,
         abort=[(a.name, a.promql, str(a.expect), a.for_) for a in spec.abort],
-        slos=[_slo_line(s) for s in spec.slos],
+        slos=[_slo_line(s, spec) for s in spec.slos],
         recovery=f"settle {format_duration(recovery)}, convergence up to "
         f"{format_duration(spec.recovery.convergence_timeout)}",
         estimated_seconds=estimate,

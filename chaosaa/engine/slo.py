@@ -24,6 +24,7 @@ from chaosaa.measure.result import Measurement
 from chaosaa.model import AckedWrite, Sample, Series
 from chaosaa.prom.client import PrometheusClient
 from chaosaa.report.model import SLOResult
+from chaosaa.spec.checks import canary_applies
 from chaosaa.spec.model import (
     SLO,
     ErrorRateSLO,
@@ -157,6 +158,8 @@ async def replication_lag(slo: ReplicationLagSLO, ctx: SLOContext) -> SLOResult:
     details = {**lm.details, "peakAt": lm.peak_at, "recoveredAfterSeconds": lm.recovered_after}
     if ctx.canary:
         details["canaryLagSeconds"] = ctx.canary
+    elif slo.canary and not canary_applies(ctx.spec):
+        details["canary"] = "skipped: canary writes need the kv probe's protocol"
     ok = lm.measured <= slo.max
     if slo.recover_within is not None:
         back = lm.recovered_after

@@ -13,7 +13,7 @@ from chaosaa.spec.model import (
     PromQLSLO,
     ReplicationLagSLO,
 )
-from chaosaa.spec.traffic import HttpProbe
+from chaosaa.spec.traffic import HttpProbe, KvProbe
 
 Problem = tuple[tuple[str | int, ...], str]
 
@@ -30,6 +30,12 @@ def _unique_names(kind: str, names: list[str]) -> list[Problem]:
 
 def uses_prometheus(spec: GameDaySpec) -> bool:
     return bool(spec.steady_state or spec.abort) or any(_slo_uses_prometheus(s) for s in spec.slos)
+
+
+def canary_applies(spec: GameDaySpec) -> bool:
+    """Canary lag writes and polls markers with the demo's KV protocol: only a GameDay whose
+    probe speaks it (the kv probe) may assume its regions' endpoints do."""
+    return isinstance(spec.traffic.probe, KvProbe)
 
 
 def _slo_uses_prometheus(slo: object) -> bool:

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 from chaosaa.durations import format_duration
 from chaosaa.engine.recovery import recovery_wait
+from chaosaa.engine.verdict import slo_objective
+from chaosaa.measure.latency import needed_samples
 from chaosaa.spec.checks import canary_applies, uses_prometheus
 from chaosaa.spec.model import (
     SLO,
@@ -13,6 +15,7 @@ from chaosaa.spec.model import (
     FailoverTimeSLO,
     GameDay,
     GameDaySpec,
+    LatencySLO,
     LostWritesSLO,
     PromQLSLO,
     ReplicationLagSLO,
@@ -68,10 +71,28 @@ def _slo_line(slo: SLO, spec: GameDaySpec) -> tuple[str, str, str]:
         return slo.name, f"<= {format_duration(slo.max)}", how
     if isinstance(slo, LostWritesSLO):
         return slo.name, f"<= {slo.max}", "read every acknowledged write back from every region"
-    if isinstance(slo, ErrorRateSLO):
-        return slo.name, f"<= {slo.max:g}", f"failed/total requests (source {slo.source})"
+    if isinstance(slo, ErrorRateSLO | LatencySLO):
+        return slo.name, slo_objective(slo)[0], _windowed_how(slo, spec)
     assert isinstance(slo, PromQLSLO)
     return slo.name, str(slo.objective), f"{slo.aggregate} of {slo.promql} over the run"
+
+
+def _windowed_how(slo: ErrorRateSLO | LatencySLO, spec: GameDaySpec) -> str:
+    """How an error rate or a latency percentile is measured, and over which requests."""
+    if isinstance(slo, ErrorRateSLO):
+        return f"failed/total requests sent in the window (source {slo.source})"
+    who = []
+    if slo.homes:
+        who.append(f"clients of {', '.join(slo.homes)}")
+    if slo.regions:
+        who.append(f"served by {', '.join(slo.regions)}")
+    failures = "failures excluded" if slo.failures == "exclude" else "failures count as slowest"
+    scope = "per serving region" if slo.per_region else "overall"
+    of = f" of {' and '.join(who)}" if who else ""
+    how = f"p{slo.percentile:g} of the probe's latency, {scope}{of}, {failures}"
+    if slo.window == "faults":
+        how += "; compared with the warm-up before the faults"
+    return how + f"; needs ~{needed_samples(slo.quantile)} requests to bound it"
 
 
 def _traffic_line(spec: GameDaySpec) -> str:

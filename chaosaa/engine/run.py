@@ -167,7 +167,11 @@ class Run:
                 await self._connect_prometheus(url, endpoints)
         elif needs_prom:
             raise InvalidInputError("spec.prometheus.url: required: this target supplies none")
-        if not endpoints.entry_url and not endpoints.regions and not probe_has_own_address(self.spec):
+        if (
+            not endpoints.entry_url
+            and not endpoints.regions
+            and not probe_has_own_address(self.spec)
+        ):
             raise InvalidInputError(
                 "spec.target.url: the target gives no entry point for traffic; set target.url "
                 "(or the http probe's url or endpoints)"

@@ -7,7 +7,7 @@ openAPIV3Schema. Field names are camelCase in YAML and snake_case in Python.
 from __future__ import annotations
 
 import zoneinfo
-from typing import Annotated, Literal, Self
+from typing import Annotated, ClassVar, Literal, Self
 
 from pydantic import Field, field_validator, model_validator
 
@@ -145,11 +145,92 @@ class LostWritesSLO(SLOBase):
     )
 
 
-class ErrorRateSLO(SLOBase):
+class WindowedSLO(SLOBase):
+    """An SLO judged over a window of the run: while the faults are in place (or one of
+    them), or the whole run. Subclasses set the default ``window``."""
+
+    window: Literal["faults", "run"]
+    fault: str | None = Field(
+        None,
+        description="window faults: this fault's, from in place to reverted (default: from "
+        "the first fault in place to the last reverted)",
+    )
+    settle: Duration = Field(
+        0.0,
+        ge=0,
+        description="window faults: start this long after the fault is in place, leaving the "
+        "failover itself to failoverTime",
+    )
+
+    @model_validator(mode="after")
+    def _fault_window_fields(self) -> Self:
+        if self.window == "run":
+            given = sorted({"fault", "settle"} & self.model_fields_set)
+            if given:
+                verb = "apply" if len(given) > 1 else "applies"
+                raise ValueError(f"{' and '.join(given)} {verb} to window faults, not run")
+        return self
+
+
+class ErrorRateSLO(WindowedSLO):
     type: Literal["errorRate"]
-    max: float = Field(ge=0, le=1, description="failed / all requests over the run")
+    max: float = Field(ge=0, le=1, description="failed / all requests in the window")
+    window: Literal["faults", "run"] = Field(
+        "run", description="run: from the start of injection to the end; faults: see fault"
+    )
     source: Literal["probe", "prometheus"] = "probe"
     promql: str | None = Field(None, description="error ratio series (source prometheus)")
+
+
+class LatencySLO(WindowedSLO):
+    """A percentile of the probe's latency over a window, overall or in every serving
+    region, compared with the same before the faults."""
+
+    EXAMPLE: ClassVar[str] = """
+slos:            # after eu dies, us and ap serve its clients with p99 <= 250ms, <= 1% errors
+  - name: eu-clients-p99
+    type: latency
+    percentile: 99
+    max: 250ms
+    fault: eu-down
+    settle: 5s                       # the failover itself is failoverTime's business
+    homes: [eu]                      # eu's clients, wherever they are served
+  - {name: survivors-p99, type: latency, max: 250ms, fault: eu-down, settle: 5s, perRegion: true}
+  - {name: errors, type: errorRate, max: 0.01, window: faults, fault: eu-down, settle: 5s}
+"""
+
+    type: Literal["latency"]
+    max: Duration = Field(gt=0, description="objective: the percentile is at most this")
+    percentile: float = Field(
+        99.0, gt=0, lt=100, description="which percentile: 50, 95, 99, 99.9, ..."
+    )
+    window: Literal["faults", "run"] = Field(
+        "faults",
+        description="faults: while the faults are in place (see fault, settle); run: from the "
+        "start of injection to the end",
+    )
+    regions: list[RegionName] = Field(
+        default_factory=list,
+        description="serving regions whose answers count (default: every region)",
+    )
+    homes: list[RegionName] = Field(
+        default_factory=list,
+        description="home regions whose clients' requests count (default: every home)",
+    )
+    per_region: bool = Field(
+        False,
+        description="every serving region must meet max on its own (measured: the slowest); "
+        "default: the percentile over every counted request",
+    )
+    failures: Literal["exclude", "slowest"] = Field(
+        "exclude",
+        description="exclude: only served requests count (pair with errorRate); slowest: a "
+        "failed request counts as slower than any answer",
+    )
+
+    @property
+    def quantile(self) -> float:
+        return self.percentile / 100
 
 
 class PromQLSLO(SLOBase):
@@ -175,10 +256,10 @@ class PromQLSLO(SLOBase):
 
 
 SLO = Annotated[
-    FailoverTimeSLO | ReplicationLagSLO | LostWritesSLO | ErrorRateSLO | PromQLSLO,
+    FailoverTimeSLO | ReplicationLagSLO | LostWritesSLO | ErrorRateSLO | LatencySLO | PromQLSLO,
     Field(discriminator="type"),
 ]
-SLO_TYPES = ("failoverTime", "replicationLag", "lostWrites", "errorRate", "promql")
+SLO_TYPES = ("failoverTime", "replicationLag", "lostWrites", "errorRate", "latency", "promql")
 
 
 # --------------------------------------------------------------------------- checks

@@ -38,6 +38,7 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("SLO `replicationLag`", m.ReplicationLagSLO),
     ("SLO `lostWrites`", m.LostWritesSLO),
     ("SLO `errorRate`", m.ErrorRateSLO),
+    ("SLO `latency`", m.LatencySLO),
     ("SLO `promql`", m.PromQLSLO),
 ]
 

@@ -41,6 +41,7 @@ class Plan:
     target_kind: str
     regions: list[str]
     prometheus: str
+    settings: list[str]  # what the target sets up for the run (the lab's capacity)
     traffic: str
     warmup: float
     steady_state: list[tuple[str, str, str]]  # name, promql, expect
@@ -141,6 +142,7 @@ def build_plan(
         target_kind=spec.target.kind,
         regions=list(spec.target.regions),
         prometheus=prometheus,
+        settings=target.settings(),
         traffic=_traffic_line(spec),
         warmup=t.warmup,
         steady_state=[(c.name, c.promql, str(c.expect)) for c in spec.steady_state],

@@ -11,6 +11,7 @@ from typing import Annotated, ClassVar, Literal, Self
 
 from pydantic import Field, field_validator, model_validator
 
+from chaosaa.durations import format_duration
 from chaosaa.spec.faults import Fault
 from chaosaa.spec.traffic import Traffic
 from chaosaa.spec.types import (
@@ -36,6 +37,52 @@ class KubeconfigSecretRef(Model):
     namespace: str | None = None
 
 
+class LabCapacity(Model):
+    """A lab region's service capacity: ``concurrency`` workers, each spending
+    ``serviceTime`` on a request, ``queue`` more waiting; beyond that, 503 at once."""
+
+    concurrency: int | None = Field(
+        None, ge=1, le=100_000, description="requests served at once (default: no limit)"
+    )
+    service_time: Duration = Field(
+        0.0,
+        ge=0,
+        le=60,
+        description="time each request holds a worker, waited rather than computed so that "
+        "regions sharing this machine's CPUs stay independent",
+    )
+    queue: int | None = Field(
+        None,
+        ge=0,
+        le=1_000_000,
+        description="requests that may wait for a worker; one more is refused with 503 "
+        "(default: no limit, they wait until their clients time out)",
+    )
+
+    def over(self, base: LabCapacity | None) -> LabCapacity:
+        """This capacity's fields over ``base``'s (the fields given here win)."""
+        if base is None:
+            return self
+        return base.model_copy(update={k: getattr(self, k) for k in self.model_fields_set})
+
+    def describe(self) -> str:
+        """``4 workers x 25ms = 160 req/s, queue 8``."""
+        workers = "no worker limit" if self.concurrency is None else f"{self.concurrency} workers"
+        text = f"{workers} x {format_duration(self.service_time)}"
+        if self.concurrency is not None and self.service_time > 0:
+            text += f" = {self.concurrency / self.service_time:g} req/s"
+        return text + (f", queue {self.queue}" if self.queue is not None else "")
+
+
+class LabSettings(Model):
+    """How the local lab is set up for the run (target kind lab); the lab's own settings
+    come back when the run ends."""
+
+    capacity: LabCapacity | None = Field(
+        None, description="every region's service capacity (default: the lab's own)"
+    )
+
+
 class RegionTarget(Model):
     """How one region is reached. Which fields apply depends on ``target.kind``."""
 
@@ -47,6 +94,9 @@ class RegionTarget(Model):
         None, description="URL of the service in this region (per-region reads and canaries)"
     )
     kubeconfig_secret: KubeconfigSecretRef | None = None
+    capacity: LabCapacity | None = Field(
+        None, description="lab: this region's capacity, field by field over target.lab.capacity"
+    )
 
     def all_namespaces(self) -> list[str]:
         names = [self.namespace] if self.namespace else []
@@ -61,6 +111,18 @@ class Target(Model):
         min_length=1, description="failure domains by name, e.g. us, eu, ap"
     )
     url: str | None = Field(None, description="global entry point of the service (router, GSLB)")
+    lab: LabSettings | None = Field(None, description="lab: how the lab is set up for the run")
+
+    EXAMPLE: ClassVar[str] = """
+target:                      # eu and us serve 160 req/s each, ap half that
+  kind: lab
+  regions:
+    us: {}
+    eu: {}
+    ap: {capacity: {concurrency: 2}}
+  lab:
+    capacity: {concurrency: 4, serviceTime: 25ms, queue: 8}
+"""
 
     @field_validator("regions", mode="before")
     @classmethod
@@ -81,7 +143,21 @@ class Target(Model):
                 )
             if self.kind != "kind" and region.cluster:
                 raise ValueError(f"regions.{name}.cluster applies only to target kind kind")
+            if self.kind != "lab" and region.capacity:
+                raise ValueError(f"regions.{name}.capacity applies only to target kind lab")
+        if self.kind != "lab" and self.lab is not None:
+            raise ValueError("lab applies only to target kind lab")
         return self
+
+    def lab_capacity(self) -> dict[str, LabCapacity]:
+        """Region -> the capacity the GameDay sets (empty: it sets none)."""
+        base = self.lab.capacity if self.lab is not None else None
+        out = {}
+        for name, region in self.regions.items():
+            own = region.capacity.over(base) if region.capacity is not None else base
+            if own is not None:
+                out[name] = own
+        return out
 
 
 class Prometheus(Model):

@@ -86,8 +86,8 @@ def by_region(details: Mapping[str, Any]) -> str:
         return ""
     parts = []
     for region, d in regions.items():
-        if not isinstance(d, Mapping):
-            continue
+        if not isinstance(d, Mapping) or "samples" not in d:
+            return ""  # another SLO's breakdown (an error rate's requests and errors)
         inside = [f"n={d.get('samples', 0)}"]
         if d.get("before") is not None:
             inside.append(f"before {format_seconds(d['before'])}")

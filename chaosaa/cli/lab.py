@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from chaosaa.errors import ChaosaaError
+from chaosaa.errors import ChaosaaError, InvalidInputError
 from chaosaa.lab import control
 from chaosaa.lab.paths import ENV_STATE_DIR
 
@@ -60,6 +60,16 @@ def lab() -> None:
     "-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True
 )
 @click.option(
+    "--capacity",
+    "capacities",
+    multiple=True,
+    metavar="[REGION:]KEY=VALUE,...",
+    help="Service capacity of every region, or of REGION (repeatable; a region's fields "
+    "override the all-regions ones): concurrency=N (requests served at once), "
+    "serviceTime=DURATION (each one's time), queue=N (waiting before 503s); "
+    "e.g. concurrency=4,serviceTime=25ms,queue=8 (4 / 25ms = 160 req/s). Default: unlimited.",
+)
+@click.option(
     "--owner-pid",
     type=int,
     default=None,
@@ -67,7 +77,12 @@ def lab() -> None:
     help="Ephemeral lab: stop by itself when this process exits (used by `chaosaa run`).",
 )
 def up(
-    regions: str, state_dir: str | None, timeout: float, output: str, owner_pid: int | None
+    regions: str,
+    state_dir: str | None,
+    timeout: float,
+    output: str,
+    capacities: tuple[str, ...],
+    owner_pid: int | None,
 ) -> None:
     """Start the lab and return once every component is healthy.
 
@@ -78,6 +93,7 @@ def up(
     Examples:
       chaosaa lab up
       chaosaa lab up --regions us,eu --state-dir /tmp/lab2 -o json
+      chaosaa lab up --capacity concurrency=4,serviceTime=25ms,queue=8 --capacity ap:concurrency=2
     """
 
     def progress(name: str, healthy: bool, detail: str | None) -> None:
@@ -87,13 +103,15 @@ def up(
             console.print(f"  [dim]… {name}: {detail or 'starting'}[/]")
 
     console.print(f"Starting lab ({regions}) …")
+    names = [r.strip() for r in regions.split(",") if r.strip()]
     try:
         status = control.up(
-            [r.strip() for r in regions.split(",") if r.strip()],
+            names,
             state_dir,
             timeout=timeout,
             progress=progress,
             owner_pid=owner_pid,
+            capacity=parse_capacity_options(capacities, names),
         )
     except ChaosaaError as exc:
         _fail(exc)
@@ -152,6 +170,30 @@ def down(state_dir: str | None, timeout: float) -> None:
         _fail(exc)
         return
     console.print("Lab stopped." if stopped else "No lab was running.")
+
+
+def parse_capacity_options(options: tuple[str, ...], regions: list[str]) -> dict[str, Any]:
+    """``("concurrency=4,serviceTime=25ms", "ap:concurrency=2")`` -> region -> capacity
+    document; ``none`` (or ``unlimited``) for a field means no limit."""
+    every: dict[str, Any] = {}
+    own: dict[str, dict[str, Any]] = {}
+    for option in options:
+        region, _, fields = option.rpartition(":")
+        doc = every if not region else own.setdefault(region, {})
+        for item in filter(None, (f.strip() for f in fields.split(","))):
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise InvalidInputError(f"--capacity {option}: {item!r} is not KEY=VALUE")
+            doc[key.strip()] = _capacity_value(value.strip())
+    if not every and not own:
+        return {}
+    return {r: {**every, **own.get(r, {})} for r in dict.fromkeys([*regions, *own])}
+
+
+def _capacity_value(text: str) -> int | str | None:
+    if text.lower() in ("none", "null", "unlimited"):
+        return None
+    return int(text) if text.isdigit() else text
 
 
 def _print_table(status: dict[str, Any]) -> None:

@@ -28,8 +28,10 @@ def render_plan(plan: Plan, output: str) -> None:
     say("")
     say(
         "1. preflight: reach the target and Prometheus, check every PromQL expression, "
-        "take the lease"
+        "take the lease" + (", then set up the target for the run:" if plan.settings else "")
     )
+    for setting in plan.settings:
+        say(f"     {setting}")
     say(f"2. traffic: {plan.traffic}")
     say(f"3. steady state after {format_duration(plan.warmup)} warm-up:")
     for name, promql, expect in plan.steady_state:

@@ -6,12 +6,16 @@ from dataclasses import dataclass, field
 
 from chaosaa.durations import format_duration
 from chaosaa.engine.recovery import recovery_wait
-from chaosaa.spec.checks import uses_prometheus
+from chaosaa.engine.verdict import slo_objective
+from chaosaa.measure.latency import needed_samples
+from chaosaa.spec.checks import canary_applies, uses_prometheus
 from chaosaa.spec.model import (
+    SLO,
     ErrorRateSLO,
     FailoverTimeSLO,
     GameDay,
     GameDaySpec,
+    LatencySLO,
     LostWritesSLO,
     PromQLSLO,
     ReplicationLagSLO,
@@ -37,6 +41,7 @@ class Plan:
     target_kind: str
     regions: list[str]
     prometheus: str
+    settings: list[str]  # what the target sets up for the run (the lab's capacity)
     traffic: str
     warmup: float
     steady_state: list[tuple[str, str, str]]  # name, promql, expect
@@ -48,7 +53,7 @@ class Plan:
     notes: list[str] = field(default_factory=list)
 
 
-def _slo_line(slo: object) -> tuple[str, str, str]:
+def _slo_line(slo: SLO, spec: GameDaySpec) -> tuple[str, str, str]:
     if isinstance(slo, FailoverTimeSLO):
         how = (
             f"from {slo.fault or 'the first fault'} in place until success ratio >= "
@@ -62,13 +67,33 @@ def _slo_line(slo: object) -> tuple[str, str, str]:
             how += f"; back under max within {format_duration(slo.recover_within)} of revert"
         if slo.canary:
             how += "; plus canary writes across regions"
+            if not canary_applies(spec):
+                how += " (skipped: they need the kv probe)"
         return slo.name, f"<= {format_duration(slo.max)}", how
     if isinstance(slo, LostWritesSLO):
         return slo.name, f"<= {slo.max}", "read every acknowledged write back from every region"
-    if isinstance(slo, ErrorRateSLO):
-        return slo.name, f"<= {slo.max:g}", f"failed/total requests (source {slo.source})"
+    if isinstance(slo, ErrorRateSLO | LatencySLO):
+        return slo.name, slo_objective(slo)[0], _windowed_how(slo, spec)
     assert isinstance(slo, PromQLSLO)
     return slo.name, str(slo.objective), f"{slo.aggregate} of {slo.promql} over the run"
+
+
+def _windowed_how(slo: ErrorRateSLO | LatencySLO, spec: GameDaySpec) -> str:
+    """How an error rate or a latency percentile is measured, and over which requests."""
+    if isinstance(slo, ErrorRateSLO):
+        return f"failed/total requests sent in the window (source {slo.source})"
+    who = []
+    if slo.homes:
+        who.append(f"clients of {', '.join(slo.homes)}")
+    if slo.regions:
+        who.append(f"served by {', '.join(slo.regions)}")
+    failures = "failures excluded" if slo.failures == "exclude" else "failures count as slowest"
+    scope = "per serving region" if slo.per_region else "overall"
+    of = f" of {' and '.join(who)}" if who else ""
+    how = f"p{slo.percentile:g} of the probe's latency, {scope}{of}, {failures}"
+    if slo.window == "faults":
+        how += "; compared with the warm-up before the faults"
+    return how + f"; needs ~{needed_samples(slo.quantile)} requests to bound it"
 
 
 def _traffic_line(spec: GameDaySpec) -> str:
@@ -117,12 +142,13 @@ def build_plan(
         target_kind=spec.target.kind,
         regions=list(spec.target.regions),
         prometheus=prometheus,
+        settings=target.settings(),
         traffic=_traffic_line(spec),
         warmup=t.warmup,
         steady_state=[(c.name, c.promql, str(c.expect)) for c in spec.steady_state],
         faults=faults,
         abort=[(a.name, a.promql, str(a.expect), a.for_) for a in spec.abort],
-        slos=[_slo_line(s) for s in spec.slos],
+        slos=[_slo_line(s, spec) for s in spec.slos],
         recovery=f"settle {format_duration(recovery)}, convergence up to "
         f"{format_duration(spec.recovery.convergence_timeout)}",
         estimated_seconds=estimate,

@@ -26,8 +26,9 @@ from chaosaa.engine.verdict import stop_code
 from chaosaa.errors import AbortedError, ChaosaaError, FaultError, InvalidInputError
 from chaosaa.failpoints import failpoint
 from chaosaa.prom.client import PrometheusClient
-from chaosaa.spec.checks import uses_prometheus
-from chaosaa.spec.model import GameDay, LostWritesSLO, ReplicationLagSLO
+from chaosaa.spec.checks import canary_applies, uses_prometheus
+from chaosaa.spec.model import GameDay, GameDaySpec, LostWritesSLO, ReplicationLagSLO
+from chaosaa.spec.traffic import HttpProbe, KvProbe
 from chaosaa.targets.base import Endpoints, Target, TargetOptions, target_for
 from chaosaa.traffic.generator import TrafficGenerator
 from chaosaa.traffic.readback import canary_lag
@@ -193,9 +194,14 @@ class Run:
                 await self._connect_prometheus(url, endpoints)
         elif needs_prom:
             raise InvalidInputError("spec.prometheus.url: required: this target supplies none")
-        if not endpoints.entry_url and not endpoints.regions:
+        if (
+            not endpoints.entry_url
+            and not endpoints.regions
+            and not probe_has_own_address(self.spec)
+        ):
             raise InvalidInputError(
-                "spec.target.url: the target gives no entry point for traffic; set target.url"
+                "spec.target.url: the target gives no entry point for traffic; set target.url "
+                "(or the http probe's url or endpoints)"
             )
         await self.target.preflight(list(self.spec.faults))
         await self.target.acquire_lease(self.run_id, LEASE_TTL)
@@ -221,8 +227,7 @@ class Run:
         self.traffic = TrafficGenerator.from_spec(
             t, entry, regions=homes, run_id=self.run_id, region_urls=dict(endpoints.regions)
         )
-        where = entry or "each region's endpoint"
-        self._phase("traffic", f"{t.rate:g} req/s, {t.write_ratio:.0%} writes to {where}")
+        self._phase("traffic", traffic_phase_detail(self.spec, self.traffic.rate, entry))
         await self.traffic.start()
         self._background.append(asyncio.create_task(self._report_traffic()))
 
@@ -304,7 +309,9 @@ class Run:
         """Canary lag: a marker written in one region, polled in the others."""
         endpoints = self.outcome.endpoints
         wants = any(isinstance(s, ReplicationLagSLO) and s.canary for s in self.spec.slos)
-        if not wants or endpoints is None or len(endpoints.regions) < 2:
+        if not wants or not canary_applies(self.spec) or endpoints is None:
+            return
+        if len(endpoints.regions) < 2:
             return
         for runner in runners:
             route = runner.fault.canary_route(list(endpoints.regions))
@@ -420,3 +427,21 @@ class Run:
         if self.prom is not None:
             with contextlib.suppress(Exception):
                 self.prom.close()
+
+
+def probe_has_own_address(spec: GameDaySpec) -> bool:
+    """An http probe with a URL or endpoints of its own needs no entry point from the target."""
+    probe = spec.traffic.probe
+    return isinstance(probe, HttpProbe) and bool(probe.url or probe.endpoints)
+
+
+def traffic_phase_detail(spec: GameDaySpec, peak: float, entry: str | None) -> str:
+    """What the traffic phase says it starts: the load profile's peak, what it sends, where."""
+    probe = spec.traffic.probe
+    what = (
+        f"{spec.traffic.write_ratio:.0%} writes"
+        if isinstance(probe, KvProbe)
+        else f"http {probe.method} {probe.path}"
+    )
+    where = (probe.url if isinstance(probe, HttpProbe) else None) or entry
+    return f"open loop, peak {peak:g} req/s, {what} to {where or 'each region endpoint'}"

@@ -20,15 +20,20 @@ from chaosaa.measure import failover as m_failover
 from chaosaa.measure import lag as m_lag
 from chaosaa.measure import traffic as m_traffic
 from chaosaa.measure.aggregate import Aggregate, aggregate
+from chaosaa.measure.latency import latency as measure_latency
+from chaosaa.measure.latency import needed_samples
 from chaosaa.measure.result import Measurement
+from chaosaa.measure.stats import Percentile
 from chaosaa.model import AckedWrite, Sample, Series
 from chaosaa.prom.client import PrometheusClient
 from chaosaa.report.model import SLOResult
+from chaosaa.spec.checks import canary_applies
 from chaosaa.spec.model import (
     SLO,
     ErrorRateSLO,
     FailoverTimeSLO,
     GameDaySpec,
+    LatencySLO,
     LostWritesSLO,
     PromQLSLO,
     ReplicationLagSLO,
@@ -58,6 +63,43 @@ class SLOContext:
 def _unknown(slo: SLO, source: str, why: str, **details: Any) -> SLOResult:
     """No data, NaN or a failed query: never a pass."""
     return slo_result(slo, None, source=source, details={"reason": why, **details})
+
+
+@dataclass(frozen=True)
+class Window:
+    """Where a windowed SLO looks: requests sent in ``[start, end)`` (unix seconds)."""
+
+    start: float
+    end: float
+    #: the window before the faults, to compare with (None: window run, or nothing before)
+    baseline: tuple[float, float] | None
+    details: dict[str, Any]
+
+
+def slo_window(slo: ErrorRateSLO | LatencySLO, ctx: SLOContext) -> Window | str:
+    """The SLO's window, or why there is none. ``run``: from the start of injection to the
+    end. ``faults``: from the (named, else first) fault in place plus ``settle`` to the
+    last revert; the baseline is the second half of the warm-up up to the first request
+    to inject (the steady state the faults disturbed)."""
+    if slo.window == "run":
+        return Window(ctx.start, ctx.end, None, {"windowType": "run"})
+    records = [r for r in ctx.faults if slo.fault in (None, r.fault.name)]
+    effective = [r.effective_at for r in records if r.effective_at is not None]
+    if not effective:
+        return "the fault never took effect"
+    start = min(effective) + slo.settle
+    end = max((r.reverted_at or ctx.end) for r in records if r.effective_at is not None)
+    if end <= start:
+        return "nothing is left of the fault window after settle"
+    requested = [r.requested_at for r in ctx.faults if r.requested_at is not None]
+    first = min(requested, default=min(effective))
+    before = (ctx.start - ctx.spec.traffic.warmup / 2, first)
+    details = {
+        "windowType": "faults",
+        "fault": slo.fault or ", ".join(r.fault.name for r in records),
+        "settleSeconds": slo.settle,
+    }
+    return Window(start, end, before if before[1] > before[0] else None, details)
 
 
 def _fault_for(slo: FailoverTimeSLO, faults: Sequence[FaultRecord]) -> FaultRecord | None:
@@ -157,6 +199,8 @@ async def replication_lag(slo: ReplicationLagSLO, ctx: SLOContext) -> SLOResult:
     details = {**lm.details, "peakAt": lm.peak_at, "recoveredAfterSeconds": lm.recovered_after}
     if ctx.canary:
         details["canaryLagSeconds"] = ctx.canary
+    elif slo.canary and not canary_applies(ctx.spec):
+        details["canary"] = "skipped: canary writes need the kv probe's protocol"
     ok = lm.measured <= slo.max
     if slo.recover_within is not None:
         back = lm.recovered_after
@@ -185,42 +229,156 @@ def lost_writes(slo: LostWritesSLO, ctx: SLOContext) -> SLOResult:
 
 
 async def error_rate(slo: ErrorRateSLO, ctx: SLOContext) -> SLOResult:
+    window = slo_window(slo, ctx)
+    if isinstance(window, str):
+        return _unknown(slo, slo.source, window)
     if slo.source == "probe":
-        er = m_traffic.error_rate(list(ctx.samples), ctx.start, ctx.end)
+        er = m_traffic.error_rate(list(ctx.samples), window.start, window.end)
         if er.no_data or er.measured is None:
-            return _unknown(slo, "probe", "no requests")
-        return slo_result(slo, round(er.measured, 6), source="probe", details=dict(er.details))
+            return _unknown(slo, "probe", "no requests", **window.details)
+        details = {**window.details, **er.details}
+        return slo_result(slo, round(er.measured, 6), source="probe", details=details)
     expr = slo.promql or ctx.endpoints.queries.get("errorRatio")
     if not expr:
         return _unknown(slo, "prometheus", "no error-ratio query")
-    return await _aggregated_slo(slo, ctx, expr, "avg")
+    return await _aggregated_slo(slo, ctx, expr, "avg", window)
 
 
-async def _aggregate(ctx: SLOContext, expr: str, how: Aggregate) -> Measurement:
+async def latency(slo: LatencySLO, ctx: SLOContext) -> SLOResult:
+    """The SLO's percentile of the probe's latency over its window, overall or the slowest
+    serving region (``perRegion``), each region's beside its value before the faults."""
+    window = slo_window(slo, ctx)
+    if isinstance(window, str):
+        return _unknown(slo, "probe", window)
+    q = slo.quantile
+    lm = measure_latency(
+        ctx.samples,
+        window.start,
+        window.end,
+        baseline=window.baseline,
+        objective=q,
+        regions=slo.regions or None,
+        homes=slo.homes or None,
+        failures=slo.failures,
+    )
+    regions = {r: s.percentiles[q] for r, s in lm.window.by_region.items() if s.counted}
+    before = lm.baseline.by_region if lm.baseline is not None else {}
+    details = {
+        **window.details,
+        "percentile": slo.percentile,
+        "perRegion": slo.per_region,
+        "byRegion": {
+            region: {
+                "value": _finite(p.value),
+                "samples": p.samples,
+                "errorBound": p.error_bound,
+                "before": _finite(before[region].percentiles[q].value)
+                if region in before
+                else None,
+            }
+            for region, p in sorted(regions.items())
+        },
+        **lm.details,
+    }
+    if slo.per_region:
+        return _slowest_region(slo, regions, details, lm.details["sendErrorP99"], ctx)
+    if lm.measured is not None and math.isinf(lm.measured):
+        return _failures_reach_percentile(slo, details, ctx)
+    if lm.no_data or lm.measured is None:
+        return _unknown(slo, "probe", str(details.get("reason", "no data")), **details)
+    return slo_result(
+        slo,
+        round(lm.measured, 6),
+        source="probe",
+        error_bound_seconds=lm.error_bound_seconds,
+        details=details,
+    )
+
+
+def _slowest_region(
+    slo: LatencySLO,
+    regions: dict[str, Percentile],
+    details: dict[str, Any],
+    resolution: float,
+    ctx: SLOContext,
+) -> SLOResult:
+    """perRegion: the slowest region's percentile is the measured value. One region over
+    the objective fails the SLO; otherwise a region too thin to bound its percentile from
+    above makes it unknown."""
+    if not regions:
+        return _unknown(slo, "probe", "no region served a request in the window", **details)
+    if any(p.value is not None and math.isinf(p.value) for p in regions.values()):
+        return _failures_reach_percentile(slo, details, ctx)
+    region, worst = max(regions.items(), key=lambda kv: kv[1].value or 0.0)
+    assert worst.value is not None
+    details["slowestRegion"] = region
+    thin = sorted(r for r, p in regions.items() if p.high is None)
+    if worst.value <= slo.max and thin:
+        needed = needed_samples(slo.quantile)
+        why = (
+            f"too few requests to bound p{slo.percentile:g} in {', '.join(thin)} (needs ~{needed})"
+        )
+        return _unknown(slo, "probe", why, **details)
+    bound = worst.error_bound
+    return slo_result(
+        slo,
+        round(worst.value, 6),
+        source="probe",
+        error_bound_seconds=None if bound is None else bound + resolution,
+        details=details,
+    )
+
+
+def _failures_reach_percentile(
+    slo: LatencySLO, details: dict[str, Any], ctx: SLOContext
+) -> SLOResult:
+    """failures slowest: so many requests failed that the percentile is a failure. JSON has
+    no infinity: the measured value is the request timeout, the least a failure "takes"
+    here, which is above the objective (validation keeps max below the timeout)."""
+    timeout = ctx.spec.traffic.timeout
+    details["reason"] = "failed requests (counted as slowest) reach the percentile"
+    details["measuredIs"] = "the request timeout"
+    return slo_result(slo, timeout, passed=False, source="probe", details=details)
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+async def _aggregate(
+    ctx: SLOContext, expr: str, how: Aggregate, start: float, end: float
+) -> Measurement:
     assert ctx.prom is not None
     interval = await _scrape_interval(ctx)
-    series = await _range(ctx, expr, ctx.start, ctx.end, interval)
-    return aggregate(series, how, start=ctx.start, end=ctx.end, error_bound_seconds=interval * 2)
+    series = await _range(ctx, expr, start, end, interval)
+    return aggregate(series, how, start=start, end=end, error_bound_seconds=interval * 2)
 
 
 async def _aggregated_slo(
-    slo: ErrorRateSLO | PromQLSLO, ctx: SLOContext, expr: str, how: Aggregate
+    slo: ErrorRateSLO | PromQLSLO,
+    ctx: SLOContext,
+    expr: str,
+    how: Aggregate,
+    window: Window | None = None,
 ) -> SLOResult:
-    """An SLO whose number is one PromQL series reduced over the run (max/min/avg/last)."""
+    """An SLO whose number is one PromQL series reduced over the run, or its ``window``
+    (max/min/avg/last)."""
     if ctx.prom is None:
         return _unknown(slo, "prometheus", "no Prometheus")
+    start, end = (ctx.start, ctx.end) if window is None else (window.start, window.end)
     try:
-        agg = await _aggregate(ctx, expr, how)
+        agg = await _aggregate(ctx, expr, how, start, end)
     except ChaosaaError as exc:
         return _unknown(slo, "prometheus", f"query failed: {exc}")
     if agg.no_data or agg.measured is None or math.isnan(agg.measured):
         return _unknown(slo, "prometheus", "no data")
+    extra = window.details if window is not None else {}
     return slo_result(
         slo,
         agg.measured,
         source="prometheus",
         error_bound_seconds=agg.error_bound_seconds,
-        details={"aggregate": how, **agg.details},
+        details={"aggregate": how, **extra, **agg.details},
     )
 
 
@@ -238,6 +396,8 @@ async def evaluate_slo(slo: SLO, ctx: SLOContext) -> SLOResult:
             return lost_writes(slo, ctx)
         if isinstance(slo, ErrorRateSLO):
             return await error_rate(slo, ctx)
+        if isinstance(slo, LatencySLO):
+            return await latency(slo, ctx)
         return await promql(slo, ctx)
     except ChaosaaError as exc:
         log.warning("SLO %s could not be evaluated: %s", slo.name, exc)

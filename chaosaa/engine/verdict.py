@@ -27,6 +27,7 @@ from chaosaa.spec.model import (
     SLO,
     ErrorRateSLO,
     FailoverTimeSLO,
+    LatencySLO,
     LostWritesSLO,
     PromQLSLO,
     ReplicationLagSLO,
@@ -105,8 +106,23 @@ def slo_objective(slo: SLO) -> tuple[str, str]:
     if isinstance(slo, LostWritesSLO):
         return f"<= {slo.max}", "writes"
     if isinstance(slo, ErrorRateSLO):
-        return f"<= {slo.max:g}", "ratio"
+        return f"<= {slo.max:g}{window_text(slo)}", "ratio"
+    if isinstance(slo, LatencySLO):
+        where = " in every region" if slo.per_region else ""
+        bound = format_duration(slo.max)
+        return f"p{slo.percentile:g} <= {bound}{where}{window_text(slo)}", "s"
     return str(slo.objective), ""
+
+
+def window_text(slo: ErrorRateSLO | LatencySLO) -> str:
+    """The window an objective holds in, as it reads after the objective; empty for the
+    whole run of an error rate (what it always meant)."""
+    if slo.window == "run":
+        return " over the run" if isinstance(slo, LatencySLO) else ""
+    text = f" during {slo.fault}" if slo.fault else " during the faults"
+    if slo.settle:
+        text += f" from {format_duration(slo.settle)} in"
+    return text
 
 
 def _default_source(slo: SLO) -> str:
@@ -114,6 +130,8 @@ def _default_source(slo: SLO) -> str:
         return slo.source
     if isinstance(slo, LostWritesSLO):
         return "readback"
+    if isinstance(slo, LatencySLO):
+        return "probe"
     return "prometheus"
 
 

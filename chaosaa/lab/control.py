@@ -24,6 +24,7 @@ from typing import Any
 
 from chaosaa.errors import EnvironmentError_, InvalidInputError
 from chaosaa.lab._procfs import process_state
+from chaosaa.lab.capacity import Capacity
 from chaosaa.lab.paths import (
     DEFAULT_REGIONS,
     ENV_PROMETHEUS_BIN,
@@ -126,15 +127,18 @@ def up(
     progress: Progress | None = None,
     router_policy: dict[str, Any] | None = None,
     owner_pid: int | None = None,
+    capacity: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Start a lab and return its status once every component is healthy.
 
     With ``owner_pid`` the lab is ephemeral: it stops by itself once that process exits.
+    ``capacity``: region -> capacity document (:mod:`chaosaa.lab.capacity`).
     """
     try:
         region_list = validate_regions(list(regions or DEFAULT_REGIONS))
     except ValueError as exc:
         raise InvalidInputError(f"--regions: {exc}") from exc
+    _check_capacity(capacity or {}, region_list)
     prometheus = find_prometheus()
     root = resolve_state_dir(state_dir)
     paths = StatePaths(root)
@@ -161,6 +165,8 @@ def up(
                 "--router-policy",
                 json.dumps(router_policy or {}),
                 *(["--owner-pid", str(owner_pid)] if owner_pid is not None else []),
+                "--capacity",
+                json.dumps(capacity or {}),
             ],
             stdin=subprocess.DEVNULL,
             stdout=logf,
@@ -175,6 +181,19 @@ def up(
         _terminate(proc.pid, paths)
         _reap(proc.pid)
         raise
+
+
+def _check_capacity(capacity: dict[str, Any], regions: list[str]) -> None:
+    unknown = sorted(set(capacity) - set(regions))
+    if unknown:
+        raise InvalidInputError(
+            f"--capacity: region(s) {', '.join(unknown)} not in the lab ({', '.join(regions)})"
+        )
+    for region, doc in capacity.items():
+        try:
+            Capacity.from_json(doc)
+        except ValueError as exc:
+            raise InvalidInputError(f"--capacity {region}: {exc}") from exc
 
 
 def _wait_ready(

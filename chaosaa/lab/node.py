@@ -27,11 +27,12 @@ from typing import Any, TypeVar
 
 import aiohttp
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from chaosaa.lab import _runtime
+from chaosaa.lab.capacity import Capacity, CapacityCollector, Limiter, Overloaded
 from chaosaa.lab.storage import KVStorage, SqliteStorage, StorageError, open_storage
 from chaosaa.lab.store import Record, Store
 
@@ -151,6 +152,16 @@ class Node:
             "chaosaa_demo_up", "1 while the node serves", ["region"], registry=self.registry
         )
         self.registry.register(_LagCollector(self.state))
+        #: the region's service capacity (chaosaa.lab.capacity): unlimited until set
+        self.limiter = Limiter()
+        self.registry.register(CapacityCollector(region, self.limiter))
+        self.queue_wait = Histogram(
+            "chaosaa_demo_queue_wait_seconds",
+            "Time a KV request waited for a worker (capacity)",
+            ["region"],
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=self.registry,
+        )
         self.conflicts.labels(region)
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -256,6 +267,8 @@ class Node:
         r.add_get("/internal/kv/{key:.+}", self._h_meta)
         r.add_get("/internal/replication", self._h_replication)
         r.add_post("/internal/replicate", self._h_replicate)
+        r.add_get("/internal/capacity", self._h_capacity_get)
+        r.add_put("/internal/capacity", self._h_capacity_put)
         return app
 
     @web.middleware
@@ -264,7 +277,16 @@ class Node:
     ) -> web.StreamResponse:
         counted = request.path.startswith("/kv/")
         try:
-            resp: web.StreamResponse = await handler(request)
+            resp: web.StreamResponse = await (
+                self._within_capacity(handler, request) if counted else handler(request)
+            )
+        except Overloaded as exc:
+            self._count(request.method, 503)
+            return web.Response(
+                status=503,
+                text=f"region {self.region} is at capacity: {exc}\n",
+                headers={REGION_HEADER: self.region},
+            )
         except StorageError as exc:
             # The region's database cannot serve (cut off, no quorum): the node is up, the
             # request fails like any unavailable backend.
@@ -289,6 +311,39 @@ class Node:
         if counted:
             self._count(request.method, resp.status)
         return resp
+
+    async def _within_capacity(
+        self, handler: Callable[[web.Request], Any], request: web.Request
+    ) -> web.StreamResponse:
+        """A KV request holds one of the region's workers for its service time and its
+        store operation; health checks, metrics and replication do not."""
+        async with self.limiter.slot() as waited:
+            self.queue_wait.labels(self.region).observe(waited)
+            resp: web.StreamResponse = await handler(request)
+            return resp
+
+    async def _h_capacity_get(self, _r: web.Request) -> web.Response:
+        return web.json_response(self._capacity_state())
+
+    async def _h_capacity_put(self, request: web.Request) -> web.Response:
+        body = await _runtime.json_object(request, lambda m: web.HTTPBadRequest(text=m))
+        try:
+            capacity = Capacity.from_json(body)
+        except ValueError as exc:
+            raise web.HTTPBadRequest(text=f"capacity: {exc}\n") from exc
+        self.limiter.configure(capacity)
+        log.info("capacity of %s: %s", self.region, capacity.describe())
+        return web.json_response(self._capacity_state())
+
+    def _capacity_state(self) -> dict[str, Any]:
+        return {
+            "region": self.region,
+            "capacity": self.limiter.capacity.to_json(),
+            "describe": self.limiter.capacity.describe(),
+            "inService": self.limiter.in_service,
+            "queued": self.limiter.queued,
+            "rejected": self.limiter.rejected,
+        }
 
     def _count(self, method: str, code: int) -> None:
         self.requests.labels(self.region, method, str(code)).inc()

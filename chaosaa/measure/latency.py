@@ -6,7 +6,9 @@ clock. Which requests count: by default the served ones (``Sample.ok``), so that
 and error rate are two separate objectives; with ``failures="slowest"`` every failed
 request counts as infinitely slow, so that "p99 <= 250 ms" also fails when more than 1 %
 of requests failed. A request belongs to the window in which it was *sent*, and to the
-region that served it (a failure with no serving region to its home region).
+region that served it (a failure with no serving region to its home region). ``regions``
+keeps the requests of some serving regions, ``homes`` those of some clients' home regions
+("eu's clients, wherever they were served").
 
 Every percentile states its sample count and a 95 % confidence interval from order
 statistics (``chaosaa.measure.stats``); too few samples to bound the objective's
@@ -85,16 +87,18 @@ def latency(
     objective: float = 0.99,
     quantiles: Sequence[float] = DEFAULT_QUANTILES,
     regions: Collection[str] | None = None,
+    homes: Collection[str] | None = None,
     failures: Failures = "exclude",
 ) -> Latency:
     """Latency percentiles of requests sent in ``[start, end)``.
 
     ``objective`` is the objective's quantile (``measured`` = its value over every
-    counted request of ``regions``, or of all regions when None); ``quantiles`` are also
-    reported, per region and overall. ``baseline`` (``(start, end)``, e.g. the steady
-    state before the fault) gets the same breakdown, and ``details.change`` compares the
-    two. ``failures``: ``exclude`` (only served requests count) or ``slowest`` (a failed
-    request counts as infinitely slow).
+    counted request of ``regions``, or of all regions when None, from clients of
+    ``homes``, or of every home when None); ``quantiles`` are also reported, per region
+    and overall. ``baseline`` (``(start, end)``, e.g. the steady state before the fault)
+    gets the same breakdown, and ``details.change`` (overall) and
+    ``details.changeByRegion`` compare the two. ``failures``: ``exclude`` (only served
+    requests count) or ``slowest`` (a failed request counts as infinitely slow).
     """
     if end < start:
         raise ValueError("end is before start")
@@ -103,10 +107,11 @@ def latency(
     qs = sorted({*quantiles, objective})
     samples = list(samples)
     wanted = None if regions is None else set(regions)
-    window = _window(samples, start, end, qs, wanted, failures)
+    clients = None if homes is None else set(homes)
+    window = _window(samples, start, end, qs, wanted, clients, failures)
     before = None
     if baseline is not None:
-        before = _window(samples, baseline[0], baseline[1], qs, wanted, failures)
+        before = _window(samples, baseline[0], baseline[1], qs, wanted, clients, failures)
 
     target = window.overall.percentiles[objective]
     resolution = send_error_p99(samples, start, end)
@@ -114,12 +119,17 @@ def latency(
         "quantile": objective,
         "failures": failures,
         "regions": sorted(wanted) if wanted is not None else None,
+        "homes": sorted(clients) if clients is not None else None,
         "sendErrorP99": resolution,
         "window": window.as_dict(),
     }
     if before is not None:
         details["baseline"] = before.as_dict()
         details["change"] = _change(window.overall, before.overall)
+        details["changeByRegion"] = {
+            region: _change(stats, before.by_region.get(region))
+            for region, stats in sorted(window.by_region.items())
+        }
     measured, bound, no_data = target.value, target.error_bound, False
     if target.value is None:
         no_data, details["reason"] = True, "no requests in the window"
@@ -155,12 +165,15 @@ def _window(
     end: float,
     qs: Sequence[float],
     wanted: set[str] | None,
+    clients: set[str] | None,
     failures: Failures,
 ) -> LatencyWindow:
     per_region: dict[str, list[float]] = defaultdict(list)
     requests: dict[str, int] = defaultdict(int)
     for s in samples:
         if not start <= s.sent_at < end:
+            continue
+        if clients is not None and s.home not in clients:
             continue
         region = region_of(s)
         if wanted is not None and region not in wanted:
@@ -187,10 +200,12 @@ def _stats(requests: int, ordered: list[float], qs: Sequence[float]) -> LatencyS
     )
 
 
-def _change(now: LatencyStats, before: LatencyStats) -> dict[str, Any]:
+def _change(now: LatencyStats, before: LatencyStats | None) -> dict[str, Any]:
+    """Per quantile: the value before, and the change (delta, ratio); None where either
+    window has no value (e.g. a region that served nothing before the fault)."""
     out: dict[str, Any] = {}
     for q, p in now.percentiles.items():
-        b = before.percentiles.get(q)
+        b = None if before is None else before.percentiles.get(q)
         if p.value is None or b is None or b.value is None:
             out[_label(q)] = None
             continue

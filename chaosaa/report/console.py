@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from chaosaa.report.fmt import format_bound, format_measured, format_seconds
+from chaosaa.report.fmt import by_region, format_bound, format_measured, format_seconds
 from chaosaa.report.model import RunReport, SLOResult
 
 _STYLES = {
@@ -40,6 +40,10 @@ def render_summary(
 
     if report.slos:
         console.print(_slo_table(report))
+        for slo in report.slos:
+            regions = by_region(slo.details) if slo.evaluated else ""
+            if regions:
+                console.print(Text(f"{slo.name} by serving region: {regions}", style="dim"))
     if report.faults:
         console.print(_fault_table(report))
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 
 def format_instant(ts: float) -> str:
@@ -73,3 +75,23 @@ def format_offset(ts: float | None, origin: float) -> str:
     if ts is None:
         return "-"
     return f"{ts - origin:+.3f}s"
+
+
+def by_region(details: Mapping[str, Any]) -> str:
+    """A latency SLO's percentile per serving region with its sample count and its value
+    before the faults: ``us 60ms (n=3798, before 20ms) · ap 120ms (n=1999)``; empty when
+    the details hold none."""
+    regions = details.get("byRegion")
+    if not isinstance(regions, Mapping) or not regions:
+        return ""
+    parts = []
+    for region, d in regions.items():
+        if not isinstance(d, Mapping) or "samples" not in d:
+            return ""  # another SLO's breakdown (an error rate's requests and errors)
+        inside = [f"n={d.get('samples', 0)}"]
+        if d.get("before") is not None:
+            inside.append(f"before {format_seconds(d['before'])}")
+        value = d.get("value")
+        shown = format_seconds(value) if value is not None else "failed"
+        parts.append(f"{region} {shown} ({', '.join(inside)})")
+    return " · ".join(parts)

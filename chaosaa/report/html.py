@@ -13,6 +13,7 @@ from markupsafe import Markup
 
 from chaosaa.report.chart import render_chart_svg
 from chaosaa.report.fmt import (
+    by_region,
     format_bound,
     format_instant,
     format_measured,
@@ -61,6 +62,7 @@ def _template() -> jinja2.Template:
         bound=format_bound,
         measured=lambda slo: format_measured(slo.measured, slo.unit),
         kv=_kv,
+        details=_slo_details,
         offset=_offset,
     )
     env.globals.update(
@@ -98,6 +100,16 @@ def _instant(ts: float | None) -> str:
 def _offset(ctx: jinja2.runtime.Context, ts: float | None) -> str:
     report: RunReport = ctx["r"]
     return format_offset(ts, report.started_at)
+
+
+def _slo_details(slo: SLOResult) -> str:
+    """What the SLO row says under its name: per-region percentiles where it has them (the
+    full breakdown is in report.json), else every detail."""
+    regions = by_region(slo.details)
+    if regions:
+        reason = slo.details.get("reason")
+        return f"by serving region: {regions}" + (f"; {reason}" if reason else "")
+    return _kv(slo.details)
 
 
 def _kv(detail: dict[str, Any]) -> str:

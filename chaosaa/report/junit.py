@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from chaosaa.report.fmt import (
+    by_region,
     format_bound,
     format_instant,
     format_measured,
@@ -157,7 +158,7 @@ def _slo_case(classname: str, slo: SLOResult, *, stopped: bool, reason: str | No
     if slo.verdict == "failed":
         message = (
             f"{slo.name}: measured {format_measured(slo.measured, slo.unit)}, "
-            f"objective {slo.objective}{where}"
+            f"objective {slo.objective}{where}{_by_region_text(slo)}"
         )
         return _Case(classname, name, "failure", type="failed", message=message, text=text)
     why = slo.details.get("reason") or slo.details.get("error") or "no data"
@@ -178,6 +179,11 @@ def _source_text(slo: SLOResult) -> str:
     if bound:
         parts.append(f"error bound {bound}")
     return f" ({', '.join(parts)})" if parts else ""
+
+
+def _by_region_text(slo: SLOResult) -> str:
+    regions = by_region(slo.details)
+    return f"; by serving region: {regions}" if regions else ""
 
 
 def _check_case(classname: str, phase: str, check: SteadyStateResult) -> _Case:
@@ -220,7 +226,7 @@ def summary_lines(report: RunReport) -> list[str]:
         lines.append(
             f"slo {slo.name} ({slo.type}): {slo.verdict}; measured "
             f"{format_measured(slo.measured, slo.unit)}, objective {slo.objective}"
-            f"{_source_text(slo)}"
+            f"{_source_text(slo)}{_by_region_text(slo)}"
         )
     for fault in report.faults:
         state = (

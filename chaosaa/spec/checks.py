@@ -5,15 +5,17 @@ Each problem is returned as ``(path, reason)`` so the loader can name the field 
 
 from __future__ import annotations
 
+from chaosaa.durations import format_duration
 from chaosaa.spec.model import (
     ErrorRateSLO,
     FailoverTimeSLO,
     GameDaySpec,
+    LatencySLO,
     LostWritesSLO,
     PromQLSLO,
     ReplicationLagSLO,
 )
-from chaosaa.spec.traffic import HttpProbe
+from chaosaa.spec.traffic import HttpProbe, KvProbe
 
 Problem = tuple[tuple[str | int, ...], str]
 
@@ -30,6 +32,12 @@ def _unique_names(kind: str, names: list[str]) -> list[Problem]:
 
 def uses_prometheus(spec: GameDaySpec) -> bool:
     return bool(spec.steady_state or spec.abort) or any(_slo_uses_prometheus(s) for s in spec.slos)
+
+
+def canary_applies(spec: GameDaySpec) -> bool:
+    """Canary lag writes and polls markers with the demo's KV protocol: only a GameDay whose
+    probe speaks it (the kv probe) may assume its regions' endpoints do."""
+    return isinstance(spec.traffic.probe, KvProbe)
 
 
 def _slo_uses_prometheus(slo: object) -> bool:
@@ -58,18 +66,13 @@ def semantic_problems(spec: GameDaySpec) -> list[Problem]:
             )
     problems += _traffic_problems(spec, known)
 
-    fault_names = [f.name for f in spec.faults]
     for i, slo in enumerate(spec.slos):
         if isinstance(slo, FailoverTimeSLO):
-            if not spec.faults:
-                problems.append((("spec", "slos", i), "failoverTime needs at least one fault"))
-            elif slo.fault is not None and slo.fault not in fault_names:
-                problems.append(
-                    (
-                        ("spec", "slos", i, "fault"),
-                        f"no fault named {slo.fault!r} (faults: {', '.join(fault_names)})",
-                    )
-                )
+            problems += _fault_reference(spec, i, "failoverTime", slo.fault)
+        if isinstance(slo, ErrorRateSLO | LatencySLO):
+            problems += _window_problems(spec, i, slo)
+        if isinstance(slo, LatencySLO):
+            problems += _latency_problems(spec, i, slo, known)
         if (
             spec.target.kind != "lab"
             and _slo_uses_prometheus(slo)
@@ -100,6 +103,64 @@ def semantic_problems(spec: GameDaySpec) -> list[Problem]:
                     "use 'auto' or a longer duration",
                 )
             )
+    return problems
+
+
+def _fault_reference(spec: GameDaySpec, i: int, what: str, fault: str | None) -> list[Problem]:
+    """An SLO measured from a fault needs one, and a named fault must exist."""
+    if not spec.faults:
+        return [(("spec", "slos", i), f"{what} needs at least one fault")]
+    names = [f.name for f in spec.faults]
+    if fault is not None and fault not in names:
+        return [
+            (("spec", "slos", i, "fault"), f"no fault named {fault!r} (faults: {', '.join(names)})")
+        ]
+    return []
+
+
+def _window_problems(spec: GameDaySpec, i: int, slo: ErrorRateSLO | LatencySLO) -> list[Problem]:
+    """A window over the faults needs a fault, and must not settle past its end."""
+    if slo.window != "faults":
+        return []
+    problems = _fault_reference(
+        spec, i, f"{slo.type} over window faults (or window: run)", slo.fault
+    )
+    if problems or slo.settle <= 0:
+        return problems
+    faults = [f for f in spec.faults if slo.fault in (None, f.name)]
+    start = min(f.after for f in faults)
+    length = max(f.after + f.duration for f in faults) - start
+    if slo.settle >= length:
+        problems.append(
+            (
+                ("spec", "slos", i, "settle"),
+                f"{format_duration(slo.settle)} leaves nothing of the "
+                f"{format_duration(length)} the fault window lasts",
+            )
+        )
+    return problems
+
+
+def _latency_problems(spec: GameDaySpec, i: int, slo: LatencySLO, known: set[str]) -> list[Problem]:
+    """Regions and homes are target regions; the objective is below the request timeout
+    (a request slower than the timeout is a failure, never a latency)."""
+    listed = ", ".join(sorted(known))
+    problems: list[Problem] = [
+        (("spec", "slos", i, field, j), f"region {region!r} not in target.regions ({listed})")
+        for field, regions in (("regions", slo.regions), ("homes", slo.homes))
+        for j, region in enumerate(regions)
+        if region not in known
+    ]
+    timeout = spec.traffic.timeout
+    if slo.max >= timeout:
+        problems.append(
+            (
+                ("spec", "slos", i, "max"),
+                f"{format_duration(slo.max)} is not below the request timeout "
+                f"(spec.traffic.timeout {format_duration(timeout)}): a slower request fails, "
+                "it never measures that long",
+            )
+        )
     return problems
 
 

@@ -7,10 +7,11 @@ openAPIV3Schema. Field names are camelCase in YAML and snake_case in Python.
 from __future__ import annotations
 
 import zoneinfo
-from typing import Annotated, Literal, Self
+from typing import Annotated, ClassVar, Literal, Self
 
 from pydantic import Field, field_validator, model_validator
 
+from chaosaa.durations import format_duration
 from chaosaa.spec.faults import Fault
 from chaosaa.spec.traffic import Traffic
 from chaosaa.spec.types import (
@@ -36,6 +37,52 @@ class KubeconfigSecretRef(Model):
     namespace: str | None = None
 
 
+class LabCapacity(Model):
+    """A lab region's service capacity: ``concurrency`` workers, each spending
+    ``serviceTime`` on a request, ``queue`` more waiting; beyond that, 503 at once."""
+
+    concurrency: int | None = Field(
+        None, ge=1, le=100_000, description="requests served at once (default: no limit)"
+    )
+    service_time: Duration = Field(
+        0.0,
+        ge=0,
+        le=60,
+        description="time each request holds a worker, waited rather than computed so that "
+        "regions sharing this machine's CPUs stay independent",
+    )
+    queue: int | None = Field(
+        None,
+        ge=0,
+        le=1_000_000,
+        description="requests that may wait for a worker; one more is refused with 503 "
+        "(default: no limit, they wait until their clients time out)",
+    )
+
+    def over(self, base: LabCapacity | None) -> LabCapacity:
+        """This capacity's fields over ``base``'s (the fields given here win)."""
+        if base is None:
+            return self
+        return base.model_copy(update={k: getattr(self, k) for k in self.model_fields_set})
+
+    def describe(self) -> str:
+        """``4 workers x 25ms = 160 req/s, queue 8``."""
+        workers = "no worker limit" if self.concurrency is None else f"{self.concurrency} workers"
+        text = f"{workers} x {format_duration(self.service_time)}"
+        if self.concurrency is not None and self.service_time > 0:
+            text += f" = {self.concurrency / self.service_time:g} req/s"
+        return text + (f", queue {self.queue}" if self.queue is not None else "")
+
+
+class LabSettings(Model):
+    """How the local lab is set up for the run (target kind lab); the lab's own settings
+    come back when the run ends."""
+
+    capacity: LabCapacity | None = Field(
+        None, description="every region's service capacity (default: the lab's own)"
+    )
+
+
 class RegionTarget(Model):
     """How one region is reached. Which fields apply depends on ``target.kind``."""
 
@@ -47,6 +94,9 @@ class RegionTarget(Model):
         None, description="URL of the service in this region (per-region reads and canaries)"
     )
     kubeconfig_secret: KubeconfigSecretRef | None = None
+    capacity: LabCapacity | None = Field(
+        None, description="lab: this region's capacity, field by field over target.lab.capacity"
+    )
 
     def all_namespaces(self) -> list[str]:
         names = [self.namespace] if self.namespace else []
@@ -61,6 +111,18 @@ class Target(Model):
         min_length=1, description="failure domains by name, e.g. us, eu, ap"
     )
     url: str | None = Field(None, description="global entry point of the service (router, GSLB)")
+    lab: LabSettings | None = Field(None, description="lab: how the lab is set up for the run")
+
+    EXAMPLE: ClassVar[str] = """
+target:                      # eu and us serve 160 req/s each, ap half that
+  kind: lab
+  regions:
+    us: {}
+    eu: {}
+    ap: {capacity: {concurrency: 2}}
+  lab:
+    capacity: {concurrency: 4, serviceTime: 25ms, queue: 8}
+"""
 
     @field_validator("regions", mode="before")
     @classmethod
@@ -81,7 +143,21 @@ class Target(Model):
                 )
             if self.kind != "kind" and region.cluster:
                 raise ValueError(f"regions.{name}.cluster applies only to target kind kind")
+            if self.kind != "lab" and region.capacity:
+                raise ValueError(f"regions.{name}.capacity applies only to target kind lab")
+        if self.kind != "lab" and self.lab is not None:
+            raise ValueError("lab applies only to target kind lab")
         return self
+
+    def lab_capacity(self) -> dict[str, LabCapacity]:
+        """Region -> the capacity the GameDay sets (empty: it sets none)."""
+        base = self.lab.capacity if self.lab is not None else None
+        out = {}
+        for name, region in self.regions.items():
+            own = region.capacity.over(base) if region.capacity is not None else base
+            if own is not None:
+                out[name] = own
+        return out
 
 
 class Prometheus(Model):
@@ -145,11 +221,92 @@ class LostWritesSLO(SLOBase):
     )
 
 
-class ErrorRateSLO(SLOBase):
+class WindowedSLO(SLOBase):
+    """An SLO judged over a window of the run: while the faults are in place (or one of
+    them), or the whole run. Subclasses set the default ``window``."""
+
+    window: Literal["faults", "run"]
+    fault: str | None = Field(
+        None,
+        description="window faults: this fault's, from in place to reverted (default: from "
+        "the first fault in place to the last reverted)",
+    )
+    settle: Duration = Field(
+        0.0,
+        ge=0,
+        description="window faults: start this long after the fault is in place, leaving the "
+        "failover itself to failoverTime",
+    )
+
+    @model_validator(mode="after")
+    def _fault_window_fields(self) -> Self:
+        if self.window == "run":
+            given = sorted({"fault", "settle"} & self.model_fields_set)
+            if given:
+                verb = "apply" if len(given) > 1 else "applies"
+                raise ValueError(f"{' and '.join(given)} {verb} to window faults, not run")
+        return self
+
+
+class ErrorRateSLO(WindowedSLO):
     type: Literal["errorRate"]
-    max: float = Field(ge=0, le=1, description="failed / all requests over the run")
+    max: float = Field(ge=0, le=1, description="failed / all requests in the window")
+    window: Literal["faults", "run"] = Field(
+        "run", description="run: from the start of injection to the end; faults: see fault"
+    )
     source: Literal["probe", "prometheus"] = "probe"
     promql: str | None = Field(None, description="error ratio series (source prometheus)")
+
+
+class LatencySLO(WindowedSLO):
+    """A percentile of the probe's latency over a window, overall or in every serving
+    region, compared with the same before the faults."""
+
+    EXAMPLE: ClassVar[str] = """
+slos:            # after eu dies, us and ap serve its clients with p99 <= 250ms, <= 1% errors
+  - name: eu-clients-p99
+    type: latency
+    percentile: 99
+    max: 250ms
+    fault: eu-down
+    settle: 5s                       # the failover itself is failoverTime's business
+    homes: [eu]                      # eu's clients, wherever they are served
+  - {name: survivors-p99, type: latency, max: 250ms, fault: eu-down, settle: 5s, perRegion: true}
+  - {name: errors, type: errorRate, max: 0.01, window: faults, fault: eu-down, settle: 5s}
+"""
+
+    type: Literal["latency"]
+    max: Duration = Field(gt=0, description="objective: the percentile is at most this")
+    percentile: float = Field(
+        99.0, gt=0, lt=100, description="which percentile: 50, 95, 99, 99.9, ..."
+    )
+    window: Literal["faults", "run"] = Field(
+        "faults",
+        description="faults: while the faults are in place (see fault, settle); run: from the "
+        "start of injection to the end",
+    )
+    regions: list[RegionName] = Field(
+        default_factory=list,
+        description="serving regions whose answers count (default: every region)",
+    )
+    homes: list[RegionName] = Field(
+        default_factory=list,
+        description="home regions whose clients' requests count (default: every home)",
+    )
+    per_region: bool = Field(
+        False,
+        description="every serving region must meet max on its own (measured: the slowest); "
+        "default: the percentile over every counted request",
+    )
+    failures: Literal["exclude", "slowest"] = Field(
+        "exclude",
+        description="exclude: only served requests count (pair with errorRate); slowest: a "
+        "failed request counts as slower than any answer",
+    )
+
+    @property
+    def quantile(self) -> float:
+        return self.percentile / 100
 
 
 class PromQLSLO(SLOBase):
@@ -175,10 +332,10 @@ class PromQLSLO(SLOBase):
 
 
 SLO = Annotated[
-    FailoverTimeSLO | ReplicationLagSLO | LostWritesSLO | ErrorRateSLO | PromQLSLO,
+    FailoverTimeSLO | ReplicationLagSLO | LostWritesSLO | ErrorRateSLO | LatencySLO | PromQLSLO,
     Field(discriminator="type"),
 ]
-SLO_TYPES = ("failoverTime", "replicationLag", "lostWrites", "errorRate", "promql")
+SLO_TYPES = ("failoverTime", "replicationLag", "lostWrites", "errorRate", "latency", "promql")
 
 
 # --------------------------------------------------------------------------- checks

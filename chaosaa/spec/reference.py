@@ -22,6 +22,8 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("spec", m.GameDaySpec),
     ("spec.target", m.Target),
     ("spec.target.regions.NAME", m.RegionTarget),
+    ("spec.target.lab", m.LabSettings),
+    ("lab capacity", m.LabCapacity),
     ("spec.prometheus", m.Prometheus),
     ("spec.traffic", t.Traffic),
     ("spec.traffic.load.NAME", t.RegionLoad),
@@ -38,6 +40,7 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("SLO `replicationLag`", m.ReplicationLagSLO),
     ("SLO `lostWrites`", m.LostWritesSLO),
     ("SLO `errorRate`", m.ErrorRateSLO),
+    ("SLO `latency`", m.LatencySLO),
     ("SLO `promql`", m.PromQLSLO),
 ]
 

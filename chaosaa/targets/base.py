@@ -12,7 +12,7 @@ Lifecycle as the engine drives it::
     target = target_for(gameday.spec.target, options)
     endpoints = await target.open()          # preflight: reachable? (may start an ephemeral lab)
     await target.preflight(faults)           # can it carry each fault out? (kernel features)
-    await target.acquire_lease(holder, ttl)  # one run per target
+    await target.acquire_lease(holder, ttl)  # one run per target (and its settings)
     applied = await target.inject(fault, ttl)   # -> the fault type's handler
     while not await target.verify_effect(applied): ...   # t_effect
     await target.renew(applied, ttl)         # every ~2 s (dead-man switch)
@@ -227,6 +227,11 @@ class Target(ABC):
     def fault_ref(self, fault: Fault) -> str:
         """The identifier of what this target creates for a fault of this run."""
         return fault.name
+
+    def settings(self) -> list[str]:
+        """What the target sets up for the run besides faults (``chaosaa plan``), e.g. the
+        lab's service capacity; undone when the run gives the lease back."""
+        return []
 
     @abstractmethod
     async def open(self) -> Endpoints:

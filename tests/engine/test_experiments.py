@@ -23,7 +23,11 @@ GROUND_TRUTH_TOLERANCE = 0.1
 def run_experiment(
     lab: Lab, name: str, tmp_path: Path, *overrides: str
 ) -> tuple[int, dict[str, Any]]:
-    reports = tmp_path / name
+    return run_gameday(lab, EXPERIMENTS / f"{name}.yaml", tmp_path / name, *overrides)
+
+
+def run_gameday(lab: Lab, path: Path, reports: Path, *overrides: str) -> tuple[int, dict[str, Any]]:
+    """``chaosaa run PATH`` against ``lab``: its exit code and report.json."""
     sets = [arg for o in overrides for arg in ("--set", o)]
     proc = subprocess.run(
         [
@@ -31,7 +35,7 @@ def run_experiment(
             "-m",
             "chaosaa.cli.main",
             "run",
-            str(EXPERIMENTS / f"{name}.yaml"),
+            str(path),
             "--lab-state",
             str(lab.state_dir),
             "--no-ephemeral-lab",
@@ -159,3 +163,32 @@ def test_prometheus_sourced_failover_agrees_with_the_router_within_its_bound(
     truth = router_failover_truth(report, "eu")
     assert abs(failover["measured"] - truth) <= failover["errorBoundSeconds"], (failover, truth)
     assert code in (0, 1)
+
+
+def test_undersized_survivors_fail_on_latency_and_errors(clean_lab: Lab, tmp_path: Path) -> None:
+    code, report = run_experiment(clean_lab, "capacity-undersized", tmp_path)
+    assert code == 1, report.get("reason")
+    assert report["verdict"] == "failed"
+    # 25 % headroom looks healthy before the fault ...
+    (before,) = report["steadyState"]["before"]
+    assert before["passed"], before
+    # ... then AP gets EU's clients too, 80 req/s for a ceiling of 50: it queues and sheds
+    p99 = slo(report, "survivors-p99")
+    assert p99["verdict"] == "failed" and p99["measured"] > 0.25, p99
+    assert p99["details"]["slowestRegion"] == "ap"
+    assert p99["details"]["byRegion"]["ap"]["samples"] >= 382  # enough to bound a p99
+    errors = slo(report, "errors")
+    assert errors["verdict"] == "failed" and errors["measured"] > 0.1, errors
+    assert errors["details"]["byRegion"]["ap"]["errors"] > 0
+    capacity = [e for e in report["timeline"] if e["event"] == "target.capacity"]
+    assert capacity and "50 req/s" in capacity[0]["detail"]["ap"]
+
+
+def test_sized_survivors_carry_the_failed_regions_clients(clean_lab: Lab, tmp_path: Path) -> None:
+    code, report = run_experiment(clean_lab, "capacity-sized", tmp_path)
+    assert code == 0, report.get("reason")
+    p99 = slo(report, "survivors-p99")
+    assert p99["verdict"] == "passed" and p99["measured"] < 0.25, p99
+    assert set(p99["details"]["byRegion"]) == {"us", "ap"}  # eu was down
+    assert slo(report, "errors")["measured"] <= 0.01
+    assert slo(report, "failover")["verdict"] == "passed"

@@ -190,6 +190,7 @@ def module_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
 def reset_lab(lab: Lab) -> None:
     call("DELETE", f"{lab.supervisor}/faults")
     call("DELETE", f"{lab.proxy}/conditions")
+    call("DELETE", f"{lab.supervisor}/capacity")  # the lab's own: unlimited
 
     def settled() -> bool:
         st = lab.live_status()

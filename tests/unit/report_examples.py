@@ -6,11 +6,13 @@ Built through the same calls the engine makes (:func:`new_report`, :func:`slo_re
 
 from __future__ import annotations
 
+import asyncio
 import random
 from typing import Literal
 
 from chaosaa.engine.faults import FaultRecord
 from chaosaa.engine.reporting import fault_result, new_report
+from chaosaa.engine.slo import SLOContext, latency
 from chaosaa.engine.verdict import (
     finish,
     slo_result,
@@ -27,6 +29,7 @@ from chaosaa.report.model import (
     Traffic,
 )
 from chaosaa.spec.model import GameDay
+from chaosaa.targets.base import Endpoints
 
 Outcome = Literal["passed", "failed", "aborted"]
 
@@ -34,8 +37,19 @@ START = 1_795_687_200.0  # 2026-11-26T10:00:00Z
 REGIONS = ("us", "eu", "ap")
 
 
-def example_gameday() -> GameDay:
-    return GameDay.model_validate(
+#: a latency SLO that example reports carry when asked (``with_latency``)
+SURVIVORS_P99 = {
+    "name": "survivors-p99",
+    "type": "latency",
+    "max": "250ms",
+    "fault": "eu-dark",
+    "settle": "5s",
+    "perRegion": True,
+}
+
+
+def example_gameday(with_latency: bool = False) -> GameDay:
+    gameday = GameDay.model_validate(
         {
             "apiVersion": "chaosaa.io/v1alpha1",
             "kind": "GameDay",
@@ -83,12 +97,19 @@ def example_gameday() -> GameDay:
             },
         }
     )
+    if not with_latency:
+        return gameday
+    doc = gameday.model_dump(by_alias=True, exclude_unset=True)
+    doc["spec"]["slos"].append(SURVIVORS_P99)
+    return GameDay.model_validate(doc)
 
 
-def example_report(outcome: Outcome = "passed") -> RunReport:
+def example_report(outcome: Outcome = "passed", with_latency: bool = False) -> RunReport:
     """A complete report. ``failed``: failover 42s and 3 lost writes; ``aborted``: the
-    steady state did not hold before injection (no traffic chart, fault never injected)."""
-    gameday = example_gameday()
+    steady state did not hold before injection (no traffic chart, fault never injected).
+    ``with_latency``: also the latency SLO ``survivors-p99``, measured from the traffic
+    (``failed``: eu's clients wait 300 ms once us serves them)."""
+    gameday = example_gameday(with_latency)
     report = new_report(gameday, started_at=START, run_id=f"region-down-{outcome}")
     check = gameday.spec.steady_state[0]
     report.event(START, "phase.preflight")
@@ -99,7 +120,8 @@ def example_report(outcome: Outcome = "passed") -> RunReport:
     failover = 42.0 if outcome == "failed" else 4.21
     t_request, t_effect = START + 20.0, START + 20.012
     t_revert_request, t_reverted = START + 80.0, START + 80.004
-    samples = _samples(t_effect, failover, end=START + 110.0)
+    slow = with_latency and outcome == "failed"
+    samples = _samples(t_effect, failover, end=START + 110.0, slow=slow)
     report.steady_state.before.append(steady_state_result(check, 0.998, at=START + 5.0))
     report.event(START + 20.0, "phase.inject")
     report.event(t_request, "fault.requested", fault="eu-dark")
@@ -109,17 +131,14 @@ def example_report(outcome: Outcome = "passed") -> RunReport:
     report.event(t_reverted, "fault.reverted", fault="eu-dark")
     report.event(START + 90.0, "phase.recover")
     report.event(START + 110.0, "phase.verify")
-    report.record_fault(
-        fault_result(
-            FaultRecord(
-                gameday.spec.faults[0],
-                requested_at=t_request,
-                effective_at=t_effect,
-                revert_requested_at=t_revert_request,
-                reverted_at=t_reverted,
-            )
-        )
+    record = FaultRecord(
+        gameday.spec.faults[0],
+        requested_at=t_request,
+        effective_at=t_effect,
+        revert_requested_at=t_revert_request,
+        reverted_at=t_reverted,
     )
+    report.record_fault(fault_result(record))
     slos = {slo.name: slo for slo in gameday.spec.slos}
     report.record_slo(
         slo_result(
@@ -145,6 +164,8 @@ def example_report(outcome: Outcome = "passed") -> RunReport:
     report.record_slo(
         slo_result(slos["p99-latency"], None, details={"reason": "the query returned no series"})
     )
+    if with_latency:
+        report.record_slo(asyncio.run(latency(slos["survivors-p99"], _context(record, samples))))
     report.steady_state.after.append(
         steady_state_result(check, 0.999 if outcome == "passed" else 0.97, at=START + 108.0)
     )
@@ -176,9 +197,25 @@ def _aborted(report: RunReport, gameday: GameDay) -> RunReport:
     return report
 
 
-def _samples(t_effect: float, failover: float, *, end: float) -> list[Sample]:
+def _context(record: FaultRecord, samples: list[Sample]) -> SLOContext:
+    return SLOContext(
+        spec=example_gameday(with_latency=True).spec,
+        prom=None,
+        endpoints=Endpoints(entry_url=None),
+        faults=[record],
+        samples=samples,
+        acked=[],
+        lost_writes=0,
+        divergent_keys=0,
+        end=START + 110.0,
+        rate=50.0,
+        start=START + 20.0,
+    )
+
+
+def _samples(t_effect: float, failover: float, *, end: float, slow: bool) -> list[Sample]:
     """50 req/s spread over three homes; eu-home requests fail from the moment eu goes
-    dark until the router has failed them over to us."""
+    dark until the router has failed them over to us; ``slow``: then they take 300 ms."""
     rng = random.Random(7)
     out = []
     t = START + 2.0
@@ -190,9 +227,11 @@ def _samples(t_effect: float, failover: float, *, end: float) -> list[Sample]:
         if dark:
             out.append(Sample(t, 1.0, 0, None, home, write, error="timeout"))
         else:
-            served = "us" if home == "eu" and t_effect <= t < START + 85 else home
+            failed_over = home == "eu" and t_effect <= t < START + 85
+            served = "us" if failed_over else home
             status = 503 if rng.random() < 0.002 else 200
-            out.append(Sample(t, 0.004 + rng.random() * 0.02, status, served, home, write))
+            seconds = 0.004 + rng.random() * 0.02 + (0.3 if slow and failed_over else 0.0)
+            out.append(Sample(t, seconds, status, served, home, write))
         t += 0.02
         i += 1
     return out

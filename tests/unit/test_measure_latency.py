@@ -112,3 +112,25 @@ def test_failover_bound_adds_the_send_error_p99_to_the_gap() -> None:
     assert failover_time_from_samples(bare, 1.0, sustain=2.0, end=7.0).error_bound_seconds == (
         pytest.approx(0.01)
     )
+
+
+def test_latency_of_one_home_regions_clients_wherever_they_were_served() -> None:
+    # eu's clients were served by us (failed over) and got slower; us's own clients did not
+    samples = [Sample(i * 0.001, 0.010, 200, "us", "us", False, None, 0.0) for i in range(1000)]
+    samples += [Sample(i * 0.001, 0.080, 200, "us", "eu", False, None, 0.0) for i in range(1000)]
+    eu_clients = latency(samples, 0.0, 1.0, homes=["eu"])
+    assert eu_clients.measured == pytest.approx(0.080)
+    assert eu_clients.window.overall.requests == 1000
+    assert eu_clients.details["homes"] == ["eu"]
+    assert latency(samples, 0.0, 1.0, homes=["us"]).measured == pytest.approx(0.010)
+
+
+def test_each_serving_region_is_compared_with_itself_before_the_fault() -> None:
+    before = [served(i * 0.001, 0.010, "us") for i in range(1000)]
+    during = [served(10 + i * 0.001, 0.030, "us") for i in range(1000)]
+    during += [served(10 + i * 0.001, 0.020, "ap") for i in range(1000)]
+    m = latency(before + during, 10.0, 11.0, baseline=(0.0, 1.0))
+    by_region = m.details["changeByRegion"]
+    assert by_region["us"]["99"]["before"] == pytest.approx(0.010)
+    assert by_region["us"]["99"]["ratio"] == pytest.approx(3.0)
+    assert by_region["ap"]["99"] is None  # ap served nothing before: nothing to compare

@@ -45,3 +45,13 @@ def test_aborted_summary_says_why_and_what_was_not_done() -> None:
     assert "not evaluated" in text
     assert "never in place" in text
     assert "not read back" in text
+
+
+def test_a_latency_slo_shows_each_serving_regions_percentile_and_sample_count() -> None:
+    out = io.StringIO()
+    console = Console(file=out, width=120, color_system=None)
+    render_summary(example_report("failed", with_latency=True), console)
+    text = out.getvalue()
+    assert "p99 <= 250ms in every region during eu-dark from 5s in" in text
+    assert "survivors-p99 by serving region: ap 23.8ms (n=914, before 23.6ms)" in text
+    assert "us 323ms (n=1215, before 23.8ms)" in text

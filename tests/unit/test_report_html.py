@@ -217,3 +217,20 @@ def test_the_cli_imports_the_chart_library_while_the_run_recovers() -> None:
         ("phase", "recover", "traffic goes on for 1s"),
         ("phase", "recover", "again"),
     ]
+
+
+def test_a_latency_slo_row_shows_each_serving_regions_percentile() -> None:
+    rows = _rows(render_html(example_report("failed", with_latency=True)))
+    (row,) = [r for r in rows if r and r[0].startswith("survivors-p99")]
+    assert row[0] == (
+        "survivors-p99 by serving region: ap 23.8ms (n=914, before 23.6ms) · "
+        "us 323ms (n=1215, before 23.8ms)"
+    )
+    assert row[1:] == [
+        "latency",
+        "p99 <= 250ms in every region during eu-dark from 5s in",
+        "323ms",
+        "probe",
+        "±0.64ms",
+        "failed",
+    ]

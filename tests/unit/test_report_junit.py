@@ -192,3 +192,16 @@ def test_report_without_checks_or_slos_is_still_valid() -> None:
 def test_junit_renders_the_same_from_the_stored_json(outcome: str) -> None:
     report = example_report(outcome)  # type: ignore[arg-type]
     assert render_junit(RunReport.from_json(report.to_json())) == render_junit(report)
+
+
+def test_a_failed_latency_slo_names_each_regions_percentile_and_sample_count() -> None:
+    report = example_report("failed", with_latency=True)
+    again = RunReport.from_json(report.to_json())
+    for r in (report, again):
+        case = _cases(check_junit_shape(render_junit(r)))["slo survivors-p99 (latency)"]
+        failure = case.find("failure")
+        assert failure is not None
+        message = failure.attrib["message"]
+        assert "measured 323ms, objective p99 <= 250ms in every region" in message
+        assert "by serving region: ap 23.8ms (n=914, before 23.6ms) · us 323ms" in message
+        assert '"samples": 1215' in (failure.text or "")

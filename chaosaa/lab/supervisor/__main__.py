@@ -28,6 +28,9 @@ def main() -> None:
     parser.add_argument("--prometheus-bin", required=True)
     parser.add_argument("--router-policy", default="{}", help="JSON HealthPolicy overrides")
     parser.add_argument("--owner-pid", type=int, default=None, help="stop when this pid exits")
+    parser.add_argument(
+        "--capacity", default="{}", help="JSON: region -> capacity (chaosaa.lab.capacity)"
+    )
     args = parser.parse_args()
     _runtime.setup_logging("supervisor")
     paths = StatePaths(args.state_dir)
@@ -47,6 +50,7 @@ def main() -> None:
             DemoSystem(),
             json.loads(args.router_policy),
             owner_pid=args.owner_pid,
+            capacity=json.loads(args.capacity),
         )
         asyncio.run(sup.run())
     finally:

@@ -14,16 +14,21 @@ from prometheus_client import CollectorRegistry
 
 from chaosaa.lab import _runtime
 from chaosaa.lab.faults import seconds
+from chaosaa.lab.supervisor.capacity import CapacityControl, CapacityError, parse_capacities
 from chaosaa.lab.supervisor.registry import FaultApiError, FaultRegistry
 from chaosaa.lab.supervisor.status import Status
 from chaosaa.lab.supervisor.verification import Verifier
 
 
 class Lease:
-    """One run per lab at a time: an expiring lease, so a killed runner frees it by itself."""
+    """One run per lab at a time: an expiring lease, so a killed runner frees it by itself.
+    ``on_end(holder)`` runs when a holder's lease is released or lapses."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_end: Callable[[str], Awaitable[None]] | None = None) -> None:
         self._lease: tuple[str, float] | None = None
+        self._on_end = on_end
+        self._timer: asyncio.TimerHandle | None = None
+        self._ending: set[asyncio.Task[None]] = set()
 
     def to_json(self) -> dict[str, Any]:
         if self._lease is None or self._lease[1] <= time.monotonic():
@@ -42,11 +47,28 @@ class Lease:
                 409, f"the lab is leased by {current!r} (another run is in progress)"
             )
         self._lease = (holder, time.monotonic() + float(ttl))
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = asyncio.get_running_loop().call_later(float(ttl), self._lapse)
 
     def release(self, holder: str | None) -> None:
         """Give the lease up, if ``holder`` has it (or nobody does)."""
         if self.to_json()["holder"] in (None, holder):
-            self._lease = None
+            self._end()
+
+    def _lapse(self) -> None:
+        if self._lease is not None and self.to_json()["holder"] is None:
+            self._end()
+
+    def _end(self) -> None:
+        ended, self._lease = self._lease, None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if ended is not None and self._on_end is not None:
+            task = asyncio.ensure_future(self._on_end(ended[0]))
+            self._ending.add(task)
+            task.add_done_callback(self._ending.discard)
 
 
 def supervisor_app(
@@ -55,8 +77,9 @@ def supervisor_app(
     status: Status,
     metrics: CollectorRegistry,
     shutdown: asyncio.Event,
+    capacity: CapacityControl,
 ) -> web.Application:
-    return _Api(faults, verifier, status, shutdown).app(metrics)
+    return _Api(faults, verifier, status, shutdown, capacity).app(metrics)
 
 
 class _Api:
@@ -66,12 +89,14 @@ class _Api:
         verifier: Verifier,
         status: Status,
         shutdown: asyncio.Event,
+        capacity: CapacityControl,
     ) -> None:
         self.faults = faults
         self.verifier = verifier
         self.status = status
         self.shutdown = shutdown
-        self.lease = Lease()
+        self.capacity = capacity
+        self.lease = Lease(on_end=capacity.lease_ended)
 
     def app(self, metrics: CollectorRegistry) -> web.Application:
         app = web.Application(middlewares=[_errors])
@@ -84,6 +109,9 @@ class _Api:
         r.add_post("/lease", self._h_lease_acquire)
         r.add_post("/lease/renew", self._h_lease_acquire)
         r.add_delete("/lease", self._h_lease_release)
+        r.add_get("/capacity", self._h_capacity_get)
+        r.add_put("/capacity", self._h_capacity_put)
+        r.add_delete("/capacity", self._h_capacity_reset)
         r.add_get("/faults", self._h_list)
         r.add_post("/faults", self._h_inject)
         r.add_delete("/faults", self._h_revert_all)
@@ -107,6 +135,27 @@ class _Api:
     async def _h_lease_release(self, request: web.Request) -> web.Response:
         self.lease.release(request.query.get("holder"))
         return web.json_response(self.lease.to_json())
+
+    async def _h_capacity_get(self, _r: web.Request) -> web.Response:
+        return web.json_response(self.capacity.to_json())
+
+    async def _h_capacity_put(self, request: web.Request) -> web.Response:
+        """``{"regions": {"us": {...}}, "holder": RUN}``: with a holder, only while that
+        run holds the lease (then the lab's own capacity comes back)."""
+        body = await _json_object(request)
+        holder = body.get("holder")
+        if holder is not None and self.lease.to_json()["holder"] != holder:
+            raise FaultApiError(409, f"{holder!r} does not hold the lab's lease")
+        regions = parse_capacities(body.get("regions"), list(self.capacity.node_urls))
+        await self.capacity.set_for(holder, regions)
+        if holder is not None and self.lease.to_json()["holder"] != holder:
+            await self.capacity.lease_ended(holder)  # it lapsed meanwhile
+            raise FaultApiError(409, f"the lease of {holder!r} lapsed")
+        return web.json_response(self.capacity.to_json())
+
+    async def _h_capacity_reset(self, _r: web.Request) -> web.Response:
+        await self.capacity.apply_own()
+        return web.json_response(self.capacity.to_json())
 
     async def _h_status(self, _r: web.Request) -> web.Response:
         return web.json_response(await self.status.status())
@@ -156,7 +205,7 @@ async def _errors(
 ) -> web.StreamResponse:
     try:
         return await handler(request)
-    except FaultApiError as exc:
+    except (FaultApiError, CapacityError) as exc:
         return web.json_response({"error": str(exc)}, status=exc.status)
 
 

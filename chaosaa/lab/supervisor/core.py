@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 from chaosaa.lab import _runtime
 from chaosaa.lab.paths import StatePaths
 from chaosaa.lab.supervisor.api import supervisor_app
+from chaosaa.lab.supervisor.capacity import CapacityControl
 from chaosaa.lab.supervisor.client import Http, ProxyAdmin
 from chaosaa.lab.supervisor.config import Layout
 from chaosaa.lab.supervisor.processes import Processes, watch_owner
@@ -29,6 +30,7 @@ class Supervisor:
         system: System,
         router_policy: dict[str, Any] | None = None,
         owner_pid: int | None = None,
+        capacity: dict[str, Any] | None = None,
     ) -> None:
         #: an ephemeral lab belongs to one `chaosaa run`; it shuts down when that dies
         self.owner_pid = owner_pid
@@ -41,11 +43,15 @@ class Supervisor:
         self.faults = FaultRegistry(regions, system, self.processes, proxy, self.metrics)
         self.verifier = Verifier(self.faults, proxy, self.layout.link_addresses)
         self.status = Status(self.layout, self.processes, self.faults, self.http)
+        #: region -> capacity document (``lab up --capacity``); checked before anything runs
+        self.capacity = CapacityControl(self.layout.node_urls, self.http, capacity or {})
         self._shutdown = asyncio.Event()
 
     async def run(self) -> None:
         await self.http.open()
-        app = supervisor_app(self.faults, self.verifier, self.status, self.metrics, self._shutdown)
+        app = supervisor_app(
+            self.faults, self.verifier, self.status, self.metrics, self._shutdown, self.capacity
+        )
         runner = await _runtime.serve_app(app, self.layout.admin_sock)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -58,7 +64,7 @@ class Supervisor:
             tasks = [
                 asyncio.create_task(self.faults.expire_loop()),
                 asyncio.create_task(self.processes.watch()),
-                asyncio.create_task(self.status.become_ready()),
+                asyncio.create_task(self.status.become_ready(self.capacity.apply_own)),
             ]
             if self.owner_pid is not None:
                 tasks.append(asyncio.create_task(watch_owner(self.owner_pid, self._shutdown)))

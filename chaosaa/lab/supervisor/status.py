@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,13 +37,20 @@ class Status:
         self.phase = "starting"
         self.problems: list[str] = []
 
-    async def become_ready(self) -> None:
-        """Wait until every component is healthy (phase ``ready``), or give up (``failed``)."""
+    async def become_ready(self, prepare: Callable[[], Awaitable[None]] | None = None) -> None:
+        """Wait until every component is healthy, ``prepare`` the lab (e.g. its capacity),
+        then phase ``ready``; or give up (``failed``)."""
         deadline = time.monotonic() + READY_TIMEOUT
         while time.monotonic() < deadline:
             status = await self.status()
             bad = [n for n, c in status["components"].items() if not c["healthy"]]
             if not bad:
+                if prepare is not None:
+                    try:
+                        await prepare()
+                    except Exception as exc:
+                        self.problems = [f"preparing the lab: {exc}"]
+                        break
                 self.phase = "ready"
                 self.problems = []
                 await self.write_file()

@@ -16,6 +16,7 @@ import re
 import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -67,7 +68,15 @@ class LabTarget(Target):
         self.api = LabApi()
         self._ephemeral_dir: Path | None = None
         self._owns_tempdir = False
+        #: what the run set up on the lab (its capacity), for the report's timeline
+        self._setup_events: list[TargetEvent] = []
         super().__init__(spec, options)
+
+    def settings(self) -> list[str]:
+        return [
+            f"capacity of {region}: {capacity.describe()}"
+            for region, capacity in self.spec.lab_capacity().items()
+        ]
 
     def handler_context(self) -> LabApi:
         return self.api
@@ -201,15 +210,30 @@ class LabTarget(Target):
 
     # -- lease -----------------------------------------------------------------------
     async def acquire_lease(self, holder: str, ttl: float) -> None:
+        """Take the lab's lease, then set the GameDay's capacity (``target.lab.capacity``):
+        the lab keeps it while the lease is held and puts its own back when it ends."""
+        await self.renew_lease(holder, ttl)
+        wanted = self.spec.lab_capacity()
+        if not wanted:
+            return
+        body = {
+            "holder": holder,
+            "regions": {r: c.model_dump(by_alias=True) for r, c in wanted.items()},
+        }
+        try:
+            await self.api.supervisor_call("PUT", "/capacity", body)
+        except HttpStatusError as exc:
+            raise TargetUnreachableError(f"lab capacity: {exc.detail}") from exc
+        detail = {r: c.describe() for r, c in wanted.items()}
+        self._setup_events.append(TargetEvent(at=time.time(), event="capacity", detail=detail))
+
+    async def renew_lease(self, holder: str, ttl: float) -> None:
         try:
             await self.api.supervisor_call("POST", "/lease", {"holder": holder, "ttl": ttl})
         except HttpStatusError as exc:
             if exc.status == 409:
                 raise LeaseHeldError(exc.detail) from exc
             raise TargetUnreachableError(f"lab lease: {exc.detail}") from exc
-
-    async def renew_lease(self, holder: str, ttl: float) -> None:
-        await self.acquire_lease(holder, ttl)
 
     async def release_lease(self, holder: str) -> None:
         with contextlib.suppress(TargetUnreachableError):
@@ -234,7 +258,7 @@ class LabTarget(Target):
 
     async def events(self, since: float) -> list[TargetEvent]:
         data = await self.api.call("GET", str(self.status["routerEvents"]["url"]))
-        out = []
+        out = list(self._setup_events)
         for e in data["events"]:
             if e["unix"] < since:
                 continue

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 from typing import Any
 
@@ -18,6 +19,11 @@ from chaosaa.lab.supervisor.registry import FaultRegistry
 from chaosaa.lab.supervisor.status import Status
 from chaosaa.lab.supervisor.system import System
 from chaosaa.lab.supervisor.verification import Verifier
+
+log = logging.getLogger(__name__)
+
+#: how long a system's servers may take to start and replicate (databases under load)
+SYSTEM_START_LIMIT = 240.0
 
 
 class Supervisor:
@@ -38,8 +44,9 @@ class Supervisor:
         self.http = Http()
         proxy = ProxyAdmin(self.http, self.layout.proxy_url)
         self.metrics = CollectorRegistry()
-        self.faults = FaultRegistry(regions, system, self.processes, proxy, self.metrics)
-        self.verifier = Verifier(self.faults, proxy, self.layout.link_addresses)
+        self.system = system
+        self.faults = FaultRegistry(self.layout, self.processes, proxy, self.metrics)
+        self.verifier = Verifier(self.faults, proxy, self.layout)
         self.status = Status(self.layout, self.processes, self.faults, self.http)
         self._shutdown = asyncio.Event()
 
@@ -53,6 +60,11 @@ class Supervisor:
         await self.status.write_file()
         tasks = []
         try:
+            # The link proxy first: a system's servers dial each other through it.
+            await self.processes.spawn(["proxy"])
+            if not await self._start_system():
+                await self._shutdown.wait()
+                return
             await self.processes.spawn_all()
             self.layout.close_inherited()
             tasks = [
@@ -68,5 +80,21 @@ class Supervisor:
             await _runtime.cancel_and_wait(tasks)
             await self.faults.revert_all("lab shutting down")
             await self.processes.stop_all()
+            await self.system.stop()
             await runner.cleanup()
             await self.http.close()
+
+    async def _start_system(self) -> bool:
+        """Start the system's own servers; on failure the lab's phase is ``failed``."""
+        self.status.system_detail = f"starting {self.system.name}"
+        try:
+            await self.system.start(self.layout.link_addresses, SYSTEM_START_LIMIT)
+        except Exception as exc:
+            log.exception("system %s did not start", self.system.name)
+            self.status.system_detail = f"did not start: {exc}"
+            self.status.phase = "failed"
+            self.status.problems = [f"{self.system.name} did not start: {exc}"]
+            await self.status.write_file()
+            return False
+        self.status.system_detail = None
+        return True

@@ -247,7 +247,6 @@ class _PostgresSystem(DatabaseSystem):
         self.user = ServerUser.for_service("postgres")
         self.password = secrets.token_hex(12)
         self._data_base = data_base
-        self.root: DataRoot | None = None
         # Ports are chosen now so that paths() can name every upstream before start.
         self._ports = {r: free_port() for r in self.regions}
         self.servers: dict[str, PgServer] = {}
@@ -315,6 +314,7 @@ class PostgresHA(_PostgresSystem):
         "PostgreSQL primary in the first region, streaming-replication hot standbys in the "
         "others; every region's node writes to the primary and reads locally"
     )
+    lag_query: ClassVar[str | None] = "max(pg_replication_lag)"
     lag_metrics: ClassVar[tuple[LagMetric, ...]] = (
         LagMetric(
             "pg_replication_lag",

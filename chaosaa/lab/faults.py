@@ -282,6 +282,11 @@ def plan(req: FaultRequest, topology: Topology | Sequence[str]) -> FaultPlan:
         )
     result = FAULT_TYPES[req.type].translate(req, topo)
     if not (result.conditions or result.stop_regions or result.rules):
+        if req.type == "replicationLag":
+            raise ValueError(
+                "the fault selects no link: no replication of this lab's system carries data "
+                "from the selected source to the selected target"
+            )
         raise ValueError("the fault selects no link")
     return result
 

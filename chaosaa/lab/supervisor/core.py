@@ -85,12 +85,30 @@ class Supervisor:
             await self.http.close()
 
     async def _start_system(self) -> bool:
-        """Start the system's own servers; on failure the lab's phase is ``failed``."""
+        """Start the system's own servers; on failure the lab's phase is ``failed``.
+
+        A shutdown (SIGTERM, ``lab down``) meanwhile cancels the start, which stops what
+        already runs. While it starts, the status file is rewritten every half second: it
+        names what a killed supervisor would leave behind (data, namespaces)."""
         self.status.system_detail = f"starting {self.system.name}"
+        start = asyncio.create_task(
+            self.system.start(self.layout.link_addresses, SYSTEM_START_LIMIT)
+        )
+        stop = asyncio.create_task(self._shutdown.wait())
         try:
-            await self.system.start(self.layout.link_addresses, SYSTEM_START_LIMIT)
-        except Exception as exc:
-            log.exception("system %s did not start", self.system.name)
+            while not start.done() and not stop.done():
+                await asyncio.wait({start, stop}, timeout=0.5)
+                await self.status.write_file()
+        finally:
+            if not start.done():
+                start.cancel()
+            await _runtime.cancel_and_wait([stop])
+            await asyncio.gather(start, return_exceptions=True)
+        if start.cancelled():
+            return False
+        exc = start.exception()
+        if exc is not None:
+            log.error("system %s did not start: %s", self.system.name, exc)
             self.status.system_detail = f"did not start: {exc}"
             self.status.phase = "failed"
             self.status.problems = [f"{self.system.name} did not start: {exc}"]

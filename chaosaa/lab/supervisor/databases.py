@@ -167,7 +167,7 @@ class DatabaseNodes(DemoSystem):
                 {"promql": m.promql, "unit": m.unit, "meaning": m.meaning} for m in cls.lag_metrics
             ],
             "regions": regions,
-            "leftovers": self.db.leftovers(),
+            "leftovers": self.db.leftovers() if self._db else {},
         }
 
     def secrets(self) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from typing import Any
 from chaosaa.lab.faults import resets_connections
 from chaosaa.lab.supervisor.client import ProxyAdmin
 from chaosaa.lab.supervisor.config import Layout
+from chaosaa.lab.supervisor.netrules import AppliedRules
 from chaosaa.lab.supervisor.processes import is_stopped
 from chaosaa.lab.supervisor.registry import ActiveFault, FaultRegistry
 from chaosaa.lab.verify import ANSWER_TIMEOUT, HOLD_WINDOW, Check, probe_checks, readback_checks
@@ -101,31 +102,34 @@ class Verifier:
     async def _rule_checks(self, fault: ActiveFault, active: bool) -> list[Check]:
         """Node rules: read back in the namespace, and, for a cut, a connection from inside
         the source region to each peer that gets no answer (or, after the revert, does)."""
+        others = [f for f in self.registry.faults.values() if f.id != fault.id]
+        busy = {applied.region for f in others for applied in f.rules}
+        checks = await asyncio.gather(
+            *(self._rule_check(applied, active, busy) for applied in fault.rules)
+        )
+        return [c for group in checks for c in group]
+
+    async def _rule_check(self, applied: AppliedRules, active: bool, busy: set[str]) -> list[Check]:
         spaces = self.registry.namespaces
-        busy = {
-            a.region for f in self.registry.faults.values() if f.id != fault.id for a in f.rules
-        }
+        rule, region = applied.rules.fault, applied.region
         ports = self.layout.system.replication_ports()
-        checks: list[Check] = []
-        for applied in fault.rules:
-            rule, region = applied.rules.fault, applied.region
-            ok = await (spaces.in_place(applied) if active else spaces.removed(applied))
-            word = "in place" if active else "removed"
-            checks.append({"check": f"node rules {rule.key} in {region} {word}", "ok": ok})
-            if not rule.uses_nft or rule.type == "packetLoss" or not ports:
-                continue  # a rate or a probability: read back only
-            if not active and region in busy:
-                continue  # another fault's rules there would hold the probe
-            window = HOLD_WINDOW if active else ANSWER_TIMEOUT
-            expect = "held" if active else "connected"
-            for peer in rule.peers:
-                ip = peer.split("/", 1)[0]
-                seen = await spaces.reach(region, ip, ports[0], window)
-                checks.append(
-                    {
-                        "check": f"{region} -> {ip}:{ports[0]} {'cut' if active else 'open'}",
-                        "ok": seen == expect,
-                        "probe": {"outcome": seen},
-                    }
-                )
+        ok = await (spaces.in_place(applied) if active else spaces.removed(applied))
+        word = "in place" if active else "removed"
+        checks: list[Check] = [{"check": f"node rules {rule.key} in {region} {word}", "ok": ok}]
+        if not rule.uses_nft or rule.type == "packetLoss" or not ports:
+            return checks  # a rate or a probability: read back only
+        if not active and region in busy:
+            return checks  # another fault's rules there would hold the probe
+        window = HOLD_WINDOW if active else ANSWER_TIMEOUT
+        expect = "held" if active else "connected"
+        ips = [peer.split("/", 1)[0] for peer in rule.peers]
+        seen = await asyncio.gather(*(spaces.reach(region, ip, ports[0], window) for ip in ips))
+        for ip, outcome in zip(ips, seen, strict=True):
+            checks.append(
+                {
+                    "check": f"{region} -> {ip}:{ports[0]} {'cut' if active else 'open'}",
+                    "ok": outcome == expect,
+                    "probe": {"outcome": outcome},
+                }
+            )
         return checks

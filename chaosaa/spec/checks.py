@@ -44,6 +44,7 @@ def semantic_problems(spec: GameDaySpec) -> list[Problem]:
     problems += _unique_names("slos", [s.name for s in spec.slos])
     problems += _unique_names("steadyState", [c.name for c in spec.steady_state])
     problems += _unique_names("abort", [a.name for a in spec.abort])
+    problems += _unique_names("datastores", [d.name for d in spec.datastores])
 
     known = set(spec.target.regions)
     listed = ", ".join(sorted(known))
@@ -57,6 +58,15 @@ def semantic_problems(spec: GameDaySpec) -> list[Problem]:
                 )
             )
     problems += _traffic_problems(spec, known)
+    problems += [
+        (
+            ("spec", "datastores", i, "regions", region),
+            f"region {region!r} not in target.regions ({listed})",
+        )
+        for i, ds in enumerate(spec.datastores)
+        for region in ds.regions
+        if region not in known
+    ]
 
     fault_names = [f.name for f in spec.faults]
     for i, slo in enumerate(spec.slos):

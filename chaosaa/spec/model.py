@@ -12,6 +12,7 @@ from typing import Annotated, ClassVar, Literal, Self
 
 from pydantic import Field, field_validator, model_validator
 
+from chaosaa.spec.datastores import Datastore
 from chaosaa.spec.faults import Fault
 from chaosaa.spec.types import (
     NAME_PATTERN,
@@ -53,9 +54,19 @@ class RegionTarget(Model):
         return names + [n for n in self.namespaces if n not in names]
 
 
+#: what a lab can run in its regions (``chaosaa lab up --system``)
+LAB_SYSTEMS = ("demo", "postgres-ha", "postgres-aa", "galera")
+
+
 class Target(Model):
     kind: Literal["lab", "kind", "kubernetes"] = Field(
         description="lab (local processes), kind (kind clusters via docker), kubernetes (contexts)"
+    )
+    system: Literal["demo", "postgres-ha", "postgres-aa", "galera"] | None = Field(
+        None,
+        description="lab: what runs in the regions: demo (SQLite, the default), postgres-ha "
+        "(a primary and streaming standbys), postgres-aa (pglogical both ways), galera "
+        "(MariaDB Galera); a running lab must run this system",
     )
     regions: dict[RegionName, RegionTarget] = Field(
         min_length=1, description="failure domains by name, e.g. us, eu, ap"
@@ -81,6 +92,8 @@ class Target(Model):
                 )
             if self.kind != "kind" and region.cluster:
                 raise ValueError(f"regions.{name}.cluster applies only to target kind kind")
+        if self.system is not None and self.kind != "lab":
+            raise ValueError("system applies only to target kind lab")
         return self
 
 
@@ -473,6 +486,11 @@ class GameDaySpec(Model):
     faults: list[Fault] = Field(default_factory=list)
     slos: list[SLO] = Field(default_factory=list)
     abort: list[AbortRule] = Field(default_factory=list)
+    datastores: list[Datastore] = Field(
+        default_factory=list,
+        description="replicated databases watched with canary rows (canary lag, lost and "
+        "divergent canaries); a lab running a database system supplies its own",
+    )
     # operator only
     schedule: str | None = Field(None, description="cron, 5 fields (operator only)")
     time_zone: str = Field("UTC", description="IANA zone of the schedule (operator only)")

@@ -81,5 +81,5 @@ def test_target_system_is_a_lab_field() -> None:
     assert load_gameday_text(lab, "orders.yaml").spec.target.system == "postgres-aa"
     with pytest.raises(SpecError, match="system applies only to target kind lab"):
         load_gameday_text(lab.replace("kind: lab", "kind: kind"), "orders.yaml")
-    with pytest.raises(SpecError, match="spec.target.system"):
+    with pytest.raises(SpecError, match=r"spec\.target\.system"):
         load_gameday_text(lab.replace("postgres-aa", "oracle"), "orders.yaml")

@@ -33,9 +33,13 @@ def uses_prometheus(spec: GameDaySpec) -> bool:
 
 
 def _slo_uses_prometheus(slo: object) -> bool:
-    if isinstance(slo, ReplicationLagSLO | PromQLSLO):
+    if isinstance(slo, PromQLSLO):
         return True
-    return isinstance(slo, FailoverTimeSLO | ErrorRateSLO) and slo.source == "prometheus"
+    if isinstance(slo, ReplicationLagSLO):
+        return slo.source != "canary"
+    if isinstance(slo, FailoverTimeSLO):
+        return slo.source in ("prometheus", "both")
+    return isinstance(slo, ErrorRateSLO) and slo.source == "prometheus"
 
 
 def semantic_problems(spec: GameDaySpec) -> list[Problem]:

@@ -382,8 +382,10 @@ class FailoverTimeSLO(SLOBase):
 
     type: Literal["failoverTime"]
     max: Duration = Field(ge=0, description="objective")
-    source: Literal["probe", "prometheus"] = Field(
-        "probe", description="probe: traffic generator; prometheus: range query"
+    source: Literal["probe", "prometheus", "both"] = Field(
+        "probe",
+        description="probe: traffic generator; prometheus: range query; both: side by side "
+        "(the verdict needs both)",
     )
     threshold: float = Field(0.99, gt=0, le=1, description="healthy = success ratio >= this")
     sustain: Duration = Field(5.0, gt=0)
@@ -399,6 +401,11 @@ class ReplicationLagSLO(SLOBase):
         None, ge=0, description="lag back under max within this long after the revert"
     )
     canary: bool = Field(True, description="also measure lag by writing canary keys")
+    source: Literal["prometheus", "canary", "both"] | None = Field(
+        None,
+        description="prometheus: the lag query; canary: the datastore canaries; both: side "
+        "by side (the verdict needs both). Default: every source the run has",
+    )
 
 
 class LostWritesSLO(SLOBase):
@@ -413,6 +420,17 @@ class ErrorRateSLO(SLOBase):
     max: float = Field(ge=0, le=1, description="failed / all requests over the run")
     source: Literal["probe", "prometheus"] = "probe"
     promql: str | None = Field(None, description="error ratio series (source prometheus)")
+    requests: Literal["all", "reads", "writes"] = Field(
+        "all",
+        description="which requests count (probe): writes, to hold the service to accepting "
+        "writes, not only answering reads",
+    )
+
+    @model_validator(mode="after")
+    def _requests_from_the_probe(self) -> Self:
+        if self.requests != "all" and self.source != "probe":
+            raise ValueError("requests applies to source probe only")
+        return self
 
 
 class PromQLSLO(SLOBase):

@@ -17,7 +17,7 @@ from chaosaa.lab.supervisor.config import Layout
 from chaosaa.lab.supervisor.processes import Processes, watch_owner
 from chaosaa.lab.supervisor.registry import FaultRegistry
 from chaosaa.lab.supervisor.status import Status
-from chaosaa.lab.supervisor.system import System
+from chaosaa.lab.supervisor.system import ConflictCollector, System
 from chaosaa.lab.supervisor.verification import Verifier
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,7 @@ class Supervisor:
         self.http = Http()
         proxy = ProxyAdmin(self.http, self.layout.proxy_url)
         self.metrics = CollectorRegistry()
+        self.metrics.register(ConflictCollector(system))
         self.system = system
         self.faults = FaultRegistry(self.layout, self.processes, proxy, self.metrics)
         self.verifier = Verifier(self.faults, proxy, self.layout)

@@ -123,6 +123,9 @@ class DatabaseNodes(DemoSystem):
             )
         return jobs
 
+    def conflicts(self) -> dict[str, int]:
+        return self.db.conflicts() if self.db.started else {}
+
     def foreign_pids(self, region: str) -> list[int]:
         return self.db.pids(region)
 
@@ -163,6 +166,7 @@ class DatabaseNodes(DemoSystem):
             "routing": cls.routing,
             "lagQuery": cls.lag_query,
             "readyQuery": cls.ready_query,
+            "conflictsQuery": cls.conflicts_query,
             "lagMetrics": [
                 {"promql": m.promql, "unit": m.unit, "meaning": m.meaning} for m in cls.lag_metrics
             ],

@@ -22,9 +22,12 @@ import json
 import socket
 import sys
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
+
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from chaosaa.lab.paths import StatePaths
 from chaosaa.lab.supervisor.processes import Child
@@ -177,6 +180,11 @@ class System(ABC):
         """The TCP ports of the replication traffic between namespaced regions."""
         return ()
 
+    def conflicts(self) -> dict[str, int]:
+        """Per region, conflicts the system resolved that only the lab can count (exported
+        as ``chaosaa_lab_conflicts_total{region}``); empty: none to export."""
+        return {}
+
     def health(self) -> dict[str, Any] | None:
         """The system's own servers as a component of the lab's status (``healthy``,
         ``detail``); None: the system has none beyond the lab's children."""
@@ -189,3 +197,22 @@ class System(ABC):
     def secrets(self) -> dict[str, Any]:
         """What only ``lab.json`` (mode 0600) carries: database credentials."""
         return {}
+
+
+class ConflictCollector(Collector):
+    """``chaosaa_lab_conflicts_total{region}`` on the supervisor's ``/metrics``."""
+
+    def __init__(self, system: System) -> None:
+        self.system = system
+
+    def collect(self) -> Iterator[Metric]:
+        counts = self.system.conflicts()
+        if counts:
+            family = CounterMetricFamily(
+                "chaosaa_lab_conflicts",
+                "Conflicts the system under test resolved by discarding an incoming write",
+                labels=["region"],
+            )
+            for region, count in sorted(counts.items()):
+                family.add_metric([region], count)
+            yield family

@@ -159,6 +159,8 @@ class DatabaseSystem(abc.ABC):
     ready_query: ClassVar[str | None] = None
     #: TCP ports of replication between namespaced regions (replicationLag acts on them)
     replication_ports: ClassVar[tuple[int, ...]] = ()
+    #: PromQL: conflicts the system resolved so far (a counter summed over regions)
+    conflicts_query: ClassVar[str | None] = None
 
     def __init__(self, regions: Sequence[str], log_dir: Path, *, exporters: bool = True) -> None:
         if len(regions) < 1 or len(set(regions)) != len(regions):
@@ -245,6 +247,11 @@ class DatabaseSystem(abc.ABC):
 
     def namespaces(self) -> dict[str, RegionNamespace]:
         """Per region its network namespace (``routing == "netns"``), else empty."""
+        return {}
+
+    def conflicts(self) -> dict[str, int]:
+        """Per region, conflicts resolved so far by discarding an incoming write, where the
+        system tells only in its logs (the lab exports them as a counter)."""
         return {}
 
     def leftovers(self) -> dict[str, list[str]]:

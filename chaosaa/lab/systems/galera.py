@@ -59,6 +59,11 @@ class Galera(DatabaseSystem):
     routing = "netns"
     ready_query: ClassVar[str | None] = "mysql_global_status_wsrep_ready"
     replication_ports: ClassVar[tuple[int, ...]] = (GCOMM_PORT, IST_PORT, SST_PORT)
+    #: transactions certification refused or aborted for a conflicting write elsewhere
+    conflicts_query: ClassVar[str | None] = (
+        "sum(mysql_global_status_wsrep_local_cert_failures)"
+        " + sum(mysql_global_status_wsrep_local_bf_aborts)"
+    )
     description: ClassVar[str] = (
         "MariaDB Galera cluster, one node per region, every region writable; quorum: a "
         "minority region refuses writes"

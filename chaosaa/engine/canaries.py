@@ -111,8 +111,9 @@ class DatastoreCanaries:
                     out[key] = [(p.at, p.lag, p.bound) for p in link.series]
         return out
 
-    def attempts(self) -> dict[str, dict[str, list[tuple[float, bool]]]]:
-        """Per datastore, per region: every canary write attempt (sent at, acknowledged)."""
+    def attempts(self) -> dict[str, dict[str, list[tuple[float, float, bool]]]]:
+        """Per datastore, per region: every canary write attempt (sent at, ended at,
+        acknowledged)."""
         return {
             w.name: {r: list(wr.attempts) for r, wr in w.probe.writers.items()}
             for w in self.watches

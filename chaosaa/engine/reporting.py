@@ -11,7 +11,7 @@ from chaosaa.engine.outcome import RunOutcome
 from chaosaa.engine.verdict import finish, slo_not_evaluated
 from chaosaa.errors import ExitCode
 from chaosaa.measure.traffic import region_of
-from chaosaa.measure.writes import attempted_writes, probe_writes
+from chaosaa.measure.writes import Attempt, attempted_writes, probe_writes
 from chaosaa.report.chartdata import build_chart, series_points
 from chaosaa.report.model import (
     CanaryIntegrity,
@@ -91,7 +91,8 @@ def build_report(outcome: RunOutcome) -> RunReport:
     for rec in outcome.faults:
         result = fault_result(rec)
         if rec.effective_at is not None:
-            end = rec.reverted_at or outcome.finished_at
+            # in place for sure until the revert was asked for
+            end = rec.revert_requested_at or rec.reverted_at or outcome.finished_at
             result.probe_writes = write_counts(probe_writes(outcome.samples, rec.effective_at, end))
             result.canary_writes = write_counts(attempted_writes(attempts, rec.effective_at, end))
         report.record_fault(result)
@@ -114,7 +115,7 @@ def build_report(outcome: RunOutcome) -> RunReport:
         link: [(t, lag) for t, lag, _ in samples]
         for link, samples in outcome.datastores.lag_samples().items()
     }
-    report.chart.canary_write_errors = _errors_per_second(attempts)
+    report.chart.canary_write_errors = _refused_share(attempts)
     report.chart.region_ready = {
         key.removeprefix("region="): points
         for key, points in series_points(outcome.region_ready).items()
@@ -123,27 +124,29 @@ def build_report(outcome: RunOutcome) -> RunReport:
     return report
 
 
-def _canary_attempts(datastores: DatastoreCanaries) -> dict[str, list[tuple[float, bool]]]:
+def _canary_attempts(datastores: DatastoreCanaries) -> dict[str, list[Attempt]]:
     """Every canary write attempt per region, over every datastore."""
-    out: dict[str, list[tuple[float, bool]]] = {}
+    out: dict[str, list[Attempt]] = {}
     for by_region in datastores.attempts().values():
         for region, events in by_region.items():
             out.setdefault(region, []).extend(events)
     return out
 
 
-def _errors_per_second(
-    attempts: dict[str, list[tuple[float, bool]]],
-) -> dict[str, list[tuple[float, float]]]:
-    """Per region, refused or unanswered canary writes per second (regions with any)."""
+def _refused_share(attempts: dict[str, list[Attempt]]) -> dict[str, list[tuple[float, float]]]:
+    """Per region (those that refused any), the share of canary writes sent in each second
+    that were refused or went unanswered, in percent."""
     out = {}
     for region, events in sorted(attempts.items()):
-        buckets: dict[int, int] = {}
-        for at, ok in events:
-            buckets.setdefault(math.floor(at), 0)
-            buckets[math.floor(at)] += not ok
-        if any(buckets.values()):
-            out[region] = [(float(t), float(n)) for t, n in sorted(buckets.items())]
+        buckets: dict[int, list[int]] = {}
+        for sent, _, ok in events:
+            counts = buckets.setdefault(math.floor(sent), [0, 0])
+            counts[0] += 1
+            counts[1] += not ok
+        if any(refused for _, refused in buckets.values()):
+            out[region] = [
+                (float(t), 100.0 * refused / n) for t, (n, refused) in sorted(buckets.items())
+            ]
     return out
 
 

@@ -11,28 +11,31 @@ from chaosaa.model import Sample
 
 #: (attempted, accepted)
 Counts = tuple[int, int]
+#: one write attempt: (sent at, ended at, acknowledged?)
+Attempt = tuple[float, float, bool]
 
 
 def probe_writes(samples: Iterable[Sample], start: float, end: float) -> dict[str, Counts]:
-    """Writes of the traffic probe sent in ``[start, end)``, per region (the serving
-    region, else the client's home region)."""
-    out: dict[str, list[int]] = {}
+    """Writes of the traffic probe sent in ``[start, end)`` and how many of them were
+    acknowledged before ``end``, per region (the serving region, else the home region)."""
+    attempts: dict[str, list[Attempt]] = {}
     for s in samples:
-        if s.write and start <= s.sent_at < end:
-            counts = out.setdefault(region_of(s), [0, 0])
-            counts[0] += 1
-            counts[1] += s.ok
-    return {region: (n, ok) for region, (n, ok) in sorted(out.items())}
+        if s.write:
+            attempts.setdefault(region_of(s), []).append((s.sent_at, s.sent_at + s.latency, s.ok))
+    return attempted_writes(attempts, start, end)
 
 
 def attempted_writes(
-    attempts: Mapping[str, Iterable[tuple[float, bool]]], start: float, end: float
+    attempts: Mapping[str, Iterable[Attempt]], start: float, end: float
 ) -> dict[str, Counts]:
-    """Per region, write attempts ``(sent at, acknowledged)`` sent in ``[start, end)``."""
+    """Per region, write attempts sent in ``[start, end)``, and those of them acknowledged
+    before ``end`` (a write held by a frozen server and committed once it is thawed was not
+    accepted while the fault was in place)."""
     out = {}
     for region, events in attempts.items():
-        inside = [ok for at, ok in events if start <= at < end]
-        out[region] = (len(inside), sum(inside))
+        inside = [ok and done < end for sent, done, ok in events if start <= sent < end]
+        if inside:
+            out[region] = (len(inside), sum(inside))
     return dict(sorted(out.items()))
 
 

@@ -92,9 +92,10 @@ def render_chart_svg(report: RunReport) -> str | None:
                     report,
                     origin,
                     report.chart.canary_write_errors,
-                    "canary writes refused per second",
-                    "refused/s",
+                    "canary writes refused",
+                    "refused (%)",
                 )
+                ax.set_ylim(-3, 110)
             elif panel == "ready":
                 _region_panel(
                     ax,
@@ -190,7 +191,9 @@ def _success_panel(ax: Any, report: RunReport, origin: float) -> None:
 def _lag_panel(ax: Any, report: RunReport, origin: float) -> None:
     chart = report.chart
     peak = 0.0
-    lines = [(key, points, "-") for key, points in sorted(chart.replication_lag.items())]
+    lines = [
+        (f"prometheus {k}", points, "-") for k, points in sorted(chart.replication_lag.items())
+    ]
     lines += [(f"canary {k}", points, "--") for k, points in sorted(chart.canary_lag.items())]
     for i, (key, points, style) in enumerate(lines):
         if not points:
@@ -234,7 +237,9 @@ def _region_panel(
     for region, points in sorted(data.items()):
         if not points:
             continue
-        xs, ys = _with_gaps(points, origin, _typical_step(points))
+        # A write held for seconds leaves seconds without a new one: only a long silence
+        # is a gap.
+        xs, ys = _with_gaps(points, origin, max(_typical_step(points), 3.0))
         colour = colours.get(region, _REGION_COLOURS[-1])
         ax.plot(xs, ys, color=colour, linewidth=1.4, label=_safe(region), drawstyle="steps-post")
         peak = max([peak, *(v for _, v in points)])

@@ -83,10 +83,10 @@ def _table(title: str) -> Table:
 
 def _slo_table(report: RunReport) -> Table:
     table = _table("SLOs")
-    # Names, numbers and verdicts never wrap or truncate; the objective gives way.
+    # Names and verdicts never wrap; a long figure ("below resolution (< 2s)") may.
     table.add_column("SLO", no_wrap=True)
-    table.add_column("objective")
-    table.add_column("measured", justify="right", no_wrap=True)
+    table.add_column("objective", min_width=8)
+    table.add_column("measured", justify="right", min_width=12)
     table.add_column("source", no_wrap=True)
     table.add_column("verdict", no_wrap=True)
     for slo in report.slos:

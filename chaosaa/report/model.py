@@ -221,7 +221,8 @@ class Chart:
     bucket_seconds: float = 1.0  # width of a success-ratio window
     #: per link (``us->eu``, prefixed by the datastore when there are several): canary lag
     canary_lag: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
-    #: per region: canary writes refused or unanswered per bucket
+    #: per region: the share (%) of the canary writes sent in each second that were refused
+    #: or unanswered
     canary_write_errors: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
     #: per region: 1 while its database accepts writes (e.g. Galera's wsrep_ready)
     region_ready: dict[str, list[tuple[float, float]]] = field(default_factory=dict)

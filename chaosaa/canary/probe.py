@@ -106,6 +106,8 @@ class RegionWriter:
     acked: int = 0
     errors: int = 0
     last_error: str | None = None
+    #: every write attempt: (when it was sent, when it ended, acknowledged?)
+    attempts: list[tuple[float, float, bool]] = field(default_factory=list)
 
 
 class CanaryProbe:
@@ -184,9 +186,11 @@ class CanaryProbe:
         except CanaryStoreError as exc:
             writer.errors += 1
             writer.last_error = str(exc)
+            writer.attempts.append((written_at, time.time(), False))
             return None
         canary = Canary(writer.region, seq, value, written_at, time.time())
         writer.acked += 1
+        writer.attempts.append((written_at, canary.acked_at, True))
         self.canaries.append(canary)
         for (source, _), link in self.links.items():
             if source == writer.region:

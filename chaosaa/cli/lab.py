@@ -14,6 +14,7 @@ from rich.text import Text
 from chaosaa.errors import ChaosaaError, InvalidInputError
 from chaosaa.lab import control
 from chaosaa.lab.paths import ENV_STATE_DIR
+from chaosaa.lab.supervisor.databases import SYSTEM_NAMES
 
 console = Console(stderr=True)
 out = Console()
@@ -54,7 +55,17 @@ def lab() -> None:
 )
 @click.option("--state-dir", type=click.Path(file_okay=False), default=None, help=_STATE_DIR_HELP)
 @click.option(
-    "--timeout", type=float, default=60.0, show_default=True, help="Seconds to wait for health."
+    "--system",
+    type=click.Choice(SYSTEM_NAMES),
+    default="demo",
+    show_default=True,
+    help="What runs in the regions: the SQLite demo, or real databases (docs/lab.md).",
+)
+@click.option(
+    "--timeout",
+    type=float,
+    default=None,
+    help="Seconds to wait for health [default: 60; 300 for a database system].",
 )
 @click.option(
     "-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True
@@ -79,21 +90,27 @@ def lab() -> None:
 def up(
     regions: str,
     state_dir: str | None,
-    timeout: float,
+    timeout: float | None,
     output: str,
     capacities: tuple[str, ...],
+    system: str,
     owner_pid: int | None,
 ) -> None:
     """Start the lab and return once every component is healthy.
 
     Starts, as unprivileged processes under one detached supervisor: a demo node per
     region, the global router, the link proxies and Prometheus (scraping every 1s).
+    With --system the nodes store in real databases that replicate by themselves:
+    postgres-ha (a primary and streaming standbys: multi-region, not active-active),
+    postgres-aa (pglogical both ways), galera (MariaDB Galera; needs root for its
+    network namespaces).
 
     \b
     Examples:
       chaosaa lab up
       chaosaa lab up --regions us,eu --state-dir /tmp/lab2 -o json
       chaosaa lab up --capacity concurrency=4,serviceTime=25ms,queue=8 --capacity ap:concurrency=2
+      chaosaa lab up --system postgres-aa
     """
 
     def progress(name: str, healthy: bool, detail: str | None) -> None:
@@ -102,7 +119,7 @@ def up(
         else:
             console.print(f"  [dim]… {name}: {detail or 'starting'}[/]")
 
-    console.print(f"Starting lab ({regions}) …")
+    console.print(f"Starting lab ({regions}, system {system}) …")
     names = [r.strip() for r in regions.split(",") if r.strip()]
     try:
         status = control.up(
@@ -112,6 +129,7 @@ def up(
             progress=progress,
             owner_pid=owner_pid,
             capacity=parse_capacity_options(capacities, names),
+            system=system,
         )
     except ChaosaaError as exc:
         _fail(exc)
@@ -152,7 +170,7 @@ def status(state_dir: str | None, output: str) -> None:
 @lab.command()
 @click.option("--state-dir", type=click.Path(file_okay=False), default=None, help=_STATE_DIR_HELP)
 @click.option(
-    "--timeout", type=float, default=20.0, show_default=True, help="Seconds to wait for stop."
+    "--timeout", type=float, default=60.0, show_default=True, help="Seconds to wait for stop."
 )
 def down(state_dir: str | None, timeout: float) -> None:
     """Stop the lab: every process, port and lock it owned is released.
@@ -209,6 +227,17 @@ def _print_table(status: dict[str, Any]) -> None:
             health += " [yellow](router: down)[/]"
         table.add_row(f"region {name}", f"{region['url']} (node {region['nodeUrl']})", health)
     comps = status.get("components", {})
+    system = status.get("system") or {}
+    if system.get("name", "demo") != "demo":
+        ok = comps.get(system["name"], {}).get("healthy")
+        where = ", ".join(
+            f"{r} {d['database']['host']}:{d['database']['port']}"
+            for r, d in system.get("regions", {}).items()
+            if "database" in d
+        )
+        table.add_row(
+            f"system {system['name']}", where, "[green]healthy[/]" if ok else "[red]unhealthy[/]"
+        )
     for name, key in (("router", "router"), ("prometheus", "prometheus")):
         ok = comps.get(name, {}).get("healthy")
         table.add_row(

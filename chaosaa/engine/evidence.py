@@ -79,9 +79,12 @@ async def collect_series(
         (s.promql for s in slos if isinstance(s, ReplicationLagSLO) and s.promql),
         endpoints.queries.get("replicationLag"),
     )
+    ready = endpoints.queries.get("regionReady")
     try:
         if lag:
             outcome.lag_series = await asyncio.to_thread(prom.range, lag, start, end, step)
+        if ready:
+            outcome.region_ready = await asyncio.to_thread(prom.range, ready, start, end, step)
         after = await conflict_count(prom, endpoints)
         if after is not None and conflicts_before is not None:
             outcome.conflicts = max(0, round(after - conflicts_before))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from chaosaa.engine.canaries import DatastoreCanaries
 from chaosaa.engine.faults import FaultRecord
 from chaosaa.engine.verdict import run_exit_code
 from chaosaa.errors import ExitCode
@@ -42,6 +43,10 @@ class RunOutcome:
     target_events: list[TargetEvent] = field(default_factory=list)
     timeline: list[dict[str, Any]] = field(default_factory=list)
     injection_started_at: float | None = None
+    #: the datastores' canaries (lag series, write attempts, integrity)
+    datastores: DatastoreCanaries = field(default_factory=lambda: DatastoreCanaries([]))
+    #: per region, 1 while its database accepts writes (the target's regionReady query)
+    region_ready: list[Series] = field(default_factory=list)
 
     @property
     def exit_code(self) -> ExitCode:

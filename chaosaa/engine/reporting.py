@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import math
+
+from chaosaa.engine.canaries import DatastoreCanaries, Watch
 from chaosaa.engine.faults import FaultRecord
+from chaosaa.engine.findings import write_counts, write_findings
 from chaosaa.engine.outcome import RunOutcome
 from chaosaa.engine.verdict import finish, slo_not_evaluated
 from chaosaa.errors import ExitCode
 from chaosaa.measure.traffic import region_of
-from chaosaa.report.chartdata import build_chart
+from chaosaa.measure.writes import Attempt, attempted_writes, probe_writes
+from chaosaa.report.chartdata import build_chart, series_points
 from chaosaa.report.model import (
+    CanaryIntegrity,
     DataIntegrity,
     FaultResult,
     RegionTraffic,
@@ -81,8 +87,16 @@ def build_report(outcome: RunOutcome) -> RunReport:
     events += [(e.at, f"target.{e.event}", dict(e.detail)) for e in outcome.target_events]
     for at, event, detail in sorted(events, key=lambda e: e[0]):
         report.event(at, event, **detail)
+    attempts = _canary_attempts(outcome.datastores)
     for rec in outcome.faults:
-        report.record_fault(fault_result(rec))
+        result = fault_result(rec)
+        if rec.effective_at is not None:
+            # in place for sure until the revert was asked for
+            end = rec.revert_requested_at or rec.reverted_at or outcome.finished_at
+            result.probe_writes = write_counts(probe_writes(outcome.samples, rec.effective_at, end))
+            result.canary_writes = write_counts(attempted_writes(attempts, rec.effective_at, end))
+        report.record_fault(result)
+    report.findings = write_findings(report.faults)
     report.steady_state.before = list(outcome.steady_before)
     report.steady_state.after = list(outcome.steady_after)
     for slo in outcome.slos:
@@ -94,7 +108,72 @@ def build_report(outcome: RunOutcome) -> RunReport:
         divergent_keys=outcome.divergent_keys,
         conflicts=outcome.conflicts,
         checked=outcome.integrity_checked,
+        canaries=[_canary_integrity(w) for w in outcome.datastores.watches],
     )
     report.chart = build_chart(report, samples=outcome.samples, lag_series=outcome.lag_series)
+    report.chart.canary_lag = {
+        link: [(t, lag) for t, lag, _ in samples]
+        for link, samples in outcome.datastores.lag_samples().items()
+    }
+    report.chart.canary_write_errors = _refused_share(attempts)
+    report.chart.region_ready = {
+        key.removeprefix("region="): points
+        for key, points in series_points(outcome.region_ready).items()
+    }
     finish(report, finished_at=outcome.finished_at, stopped=outcome.stopped, reason=outcome.reason)
     return report
+
+
+def _canary_attempts(datastores: DatastoreCanaries) -> dict[str, list[Attempt]]:
+    """Every canary write attempt per region, over every datastore."""
+    out: dict[str, list[Attempt]] = {}
+    for by_region in datastores.attempts().values():
+        for region, events in by_region.items():
+            out.setdefault(region, []).extend(events)
+    return out
+
+
+def _refused_share(attempts: dict[str, list[Attempt]]) -> dict[str, list[tuple[float, float]]]:
+    """Per region (those that refused any), the share of canary writes sent in each second
+    that were refused or went unanswered, in percent."""
+    out = {}
+    for region, events in sorted(attempts.items()):
+        buckets: dict[int, list[int]] = {}
+        for sent, _, ok in events:
+            counts = buckets.setdefault(math.floor(sent), [0, 0])
+            counts[0] += 1
+            counts[1] += not ok
+        if any(refused for _, refused in buckets.values()):
+            out[region] = [
+                (float(t), 100.0 * refused / n) for t, (n, refused) in sorted(buckets.items())
+            ]
+    return out
+
+
+def _canary_integrity(watch: Watch) -> CanaryIntegrity:
+    probe, integrity = watch.probe, watch.integrity
+    links = {
+        f"{ls.source}->{ls.target}": {
+            "canariesSeen": ls.canaries_seen,
+            "pending": ls.pending,
+            "peakLagSeconds": ls.peak_lag,
+            "resolutionSeconds": ls.resolution,
+            "pollErrors": ls.poll_errors,
+        }
+        for ls in probe.summary()
+    }
+    out = CanaryIntegrity(
+        datastore=watch.name,
+        write_errors={r: w.errors for r, w in probe.writers.items()},
+        links=links,
+        error=watch.error,
+    )
+    if integrity is not None:
+        out.acknowledged = integrity.acknowledged
+        out.lost = integrity.lost
+        out.divergent = integrity.divergent
+        out.converged_after_seconds = integrity.converged_after
+        out.checked = True
+        out.lost_canaries = list(integrity.lost_canaries)
+        out.unreadable_regions = dict(integrity.unreadable_regions)
+    return out

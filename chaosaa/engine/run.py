@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from chaosaa.engine.canaries import DatastoreCanaries
 from chaosaa.engine.evidence import collect_series, conflict_count, read_back
 from chaosaa.engine.faults import FaultRunner
 from chaosaa.engine.outcome import RunOutcome
@@ -67,6 +68,8 @@ class Run:
         self.outcome = RunOutcome(gameday=gameday, run_id=self.run_id, started_at=time.time())
         self.prom: PrometheusClient | None = None
         self.traffic: TrafficGenerator | None = None
+        #: the datastores' canaries, from the warm-up until verify
+        self.datastores = DatastoreCanaries([])
         self._fault_runners: list[FaultRunner] = []
         self._lease_held = False
         self._opened = False
@@ -164,6 +167,7 @@ class Run:
     async def _lifecycle(self) -> None:
         endpoints = await self._preflight()
         await failpoint("preflight.after")
+        await self._watch_datastores(endpoints)
         await self._start_traffic(endpoints)
         await failpoint("traffic.after")
         await self._steady_state_before()
@@ -230,6 +234,16 @@ class Run:
         self._phase("traffic", traffic_phase_detail(self.spec, self.traffic.rate, entry))
         await self.traffic.start()
         self._background.append(asyncio.create_task(self._report_traffic()))
+
+    async def _watch_datastores(self, endpoints: Endpoints) -> None:
+        """Canaries in every datastore (the GameDay's and the target's), from now on."""
+        self.datastores = DatastoreCanaries.for_run(self.spec, endpoints, self.run_id)
+        self.outcome.datastores = self.datastores
+        if not self.datastores:
+            return
+        names = ", ".join(w.name for w in self.datastores.watches)
+        self._phase("canaries", f"canary rows in every region of {names}")
+        await self.datastores.start()
 
     async def _report_traffic(self) -> None:
         assert self.traffic is not None
@@ -365,6 +379,20 @@ class Run:
         if any(isinstance(s, LostWritesSLO) for s in self.spec.slos):
             timeout = self.spec.recovery.convergence_timeout
             self._lost_details = await read_back(self.outcome, timeout, self.progress, self.emit)
+        if self.datastores:
+            await self.datastores.verify(self.progress)
+            for w in self.datastores.watches:
+                i = w.integrity
+                self.emit(
+                    "canary.integrity",
+                    {
+                        "datastore": w.name,
+                        "acknowledged": i.acknowledged if i else None,
+                        "lost": i.lost if i else None,
+                        "divergent": i.divergent if i else None,
+                        "error": w.error,
+                    },
+                )
         end = time.time()
         await collect_series(self.prom, self.outcome, end, self._conflicts_before)
         ctx = SLOContext(
@@ -381,6 +409,7 @@ class Run:
             canary=self.outcome.canary or None,
             lost_details=self._lost_details,
             start=self.outcome.injection_started_at or self.outcome.started_at,
+            datastores=self.datastores,
         )
         self.outcome.slos = await evaluate_slos(ctx)
         for s in self.outcome.slos:
@@ -413,6 +442,7 @@ class Run:
             self.outcome.reason = f"{earlier}; {failed}" if earlier else str(failed)
             self.emit("run.leftovers", {"faults": remains})
         await self._stop_background()
+        await self.datastores.close()
         if self.traffic is not None:
             with contextlib.suppress(Exception):
                 await self.traffic.stop(drain_timeout=self.spec.traffic.timeout + 1.0)

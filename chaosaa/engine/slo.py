@@ -13,8 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from chaosaa.engine.canaries import DatastoreCanaries
 from chaosaa.engine.faults import FaultRecord
-from chaosaa.engine.verdict import slo_result
+from chaosaa.engine.verdict import combine_sources, slo_result
 from chaosaa.errors import ChaosaaError
 from chaosaa.measure import failover as m_failover
 from chaosaa.measure import lag as m_lag
@@ -22,7 +23,7 @@ from chaosaa.measure import traffic as m_traffic
 from chaosaa.measure.aggregate import Aggregate, aggregate
 from chaosaa.measure.latency import latency as measure_latency
 from chaosaa.measure.latency import needed_samples
-from chaosaa.measure.result import Measurement
+from chaosaa.measure.result import Measurement, ReplicationLag
 from chaosaa.measure.stats import Percentile
 from chaosaa.model import AckedWrite, Sample, Series
 from chaosaa.prom.client import PrometheusClient
@@ -58,6 +59,7 @@ class SLOContext:
     canary: dict[str, float | None] | None = None
     lost_details: dict[str, Any] = field(default_factory=dict)
     start: float = 0.0
+    datastores: DatastoreCanaries | None = None
 
 
 def _unknown(slo: SLO, source: str, why: str, **details: Any) -> SLOResult:
@@ -124,11 +126,17 @@ async def _scrape_interval(ctx: SLOContext) -> float:
 
 
 async def failover_time(slo: FailoverTimeSLO, ctx: SLOContext) -> SLOResult:
+    """From the probe's requests, from Prometheus, or from both side by side."""
+    sources = ("probe", "prometheus") if slo.source == "both" else (slo.source,)
+    return combine_sources(slo, [await _failover_from(s, slo, ctx) for s in sources])
+
+
+async def _failover_from(source: str, slo: FailoverTimeSLO, ctx: SLOContext) -> SLOResult:
     rec = _fault_for(slo, ctx.faults)
     if rec is None or rec.effective_at is None:
-        return _unknown(slo, slo.source, "the fault never took effect")
+        return _unknown(slo, source, "the fault never took effect")
     t_effect = rec.effective_at
-    if slo.source == "probe":
+    if source == "probe":
         fm = m_failover.failover_time_from_samples(
             list(ctx.samples), t_effect, threshold=slo.threshold, sustain=slo.sustain, end=ctx.end
         )
@@ -150,7 +158,7 @@ async def failover_time(slo: FailoverTimeSLO, ctx: SLOContext) -> SLOResult:
     if fm.no_data or fm.measured is None:
         return _unknown(slo, fm.source, "no data after the fault took effect")
     bound = fm.error_bound_seconds
-    if slo.source == "prometheus" and bound is not None and not slo.promql:
+    if source == "prometheus" and bound is not None and not slo.promql:
         # the target's own query lags what it measures (see Endpoints.query_delay_seconds)
         bound += ctx.endpoints.query_delay_seconds
     details = {
@@ -172,14 +180,67 @@ async def failover_time(slo: FailoverTimeSLO, ctx: SLOContext) -> SLOResult:
 
 
 async def replication_lag(slo: ReplicationLagSLO, ctx: SLOContext) -> SLOResult:
-    expr = slo.promql or ctx.endpoints.queries.get("replicationLag")
+    """From the lag query (the exporters), from the datastore canaries, or both side by
+    side; by default from every source the run has."""
     windows = [f for f in ctx.faults if f.effective_at is not None]
-    if not expr or ctx.prom is None:
-        return _unknown(slo, "prometheus", "no replication-lag query")
     if not windows:
-        return _unknown(slo, "prometheus", "no fault took effect")
+        return _unknown(slo, slo.source or "prometheus", "no fault took effect")
     fault_start = min(f.effective_at for f in windows if f.effective_at is not None)
     fault_end = max((f.reverted_at or ctx.end) for f in windows)
+    expr = slo.promql or ctx.endpoints.queries.get("replicationLag")
+    links = _canary_links(ctx)
+    wanted = slo.source
+    if wanted is None:
+        wanted = "both" if expr and links else ("canary" if links and not expr else "prometheus")
+    results = []
+    if wanted in ("prometheus", "both"):
+        results.append(await _lag_from_prometheus(slo, ctx, expr, fault_start, fault_end))
+    if wanted in ("canary", "both"):
+        results.append(_lag_from_canaries(slo, links, fault_start, fault_end))
+    return combine_sources(slo, results)
+
+
+def _canary_links(ctx: SLOContext) -> dict[str, list[tuple[float, float, float]]]:
+    return ctx.datastores.lag_samples() if ctx.datastores else {}
+
+
+def _lag_verdict(slo: ReplicationLagSLO, lm: ReplicationLag) -> bool:
+    ok = lm.measured is not None and lm.measured <= slo.max
+    if slo.recover_within is not None:
+        back = lm.recovered_after
+        ok = ok and back is not None and back <= slo.recover_within
+    return ok
+
+
+def _lag_from_canaries(
+    slo: ReplicationLagSLO,
+    links: dict[str, list[tuple[float, float, float]]],
+    fault_start: float,
+    fault_end: float,
+) -> SLOResult:
+    if not links:
+        return _unknown(slo, "canary", "no datastore canaries crossed any link")
+    lm = m_lag.canary_replication_lag(
+        links, fault_start, fault_end, max_s=slo.max, recover_within=slo.recover_within
+    )
+    if lm.no_data or lm.measured is None:
+        return _unknown(slo, "canary", "no canary lag during the faults")
+    details = {**lm.details, "recoveredAfterSeconds": lm.recovered_after}
+    return slo_result(
+        slo,
+        round(lm.measured, 6),
+        passed=_lag_verdict(slo, lm),
+        source="canary",
+        error_bound_seconds=lm.error_bound_seconds,
+        details=details,
+    )
+
+
+async def _lag_from_prometheus(
+    slo: ReplicationLagSLO, ctx: SLOContext, expr: str | None, fault_start: float, fault_end: float
+) -> SLOResult:
+    if not expr or ctx.prom is None:
+        return _unknown(slo, "prometheus", "no replication-lag query")
     interval = await _scrape_interval(ctx)
     try:
         series = await _range(ctx, expr, fault_start - interval, ctx.end, interval)
@@ -201,14 +262,10 @@ async def replication_lag(slo: ReplicationLagSLO, ctx: SLOContext) -> SLOResult:
         details["canaryLagSeconds"] = ctx.canary
     elif slo.canary and not canary_applies(ctx.spec):
         details["canary"] = "skipped: canary writes need the kv probe's protocol"
-    ok = lm.measured <= slo.max
-    if slo.recover_within is not None:
-        back = lm.recovered_after
-        ok = ok and back is not None and back <= slo.recover_within
     return slo_result(
         slo,
         round(lm.measured, 6),
-        passed=ok,
+        passed=_lag_verdict(slo, lm),
         source="prometheus",
         error_bound_seconds=lm.error_bound_seconds,
         details=details,
@@ -216,16 +273,38 @@ async def replication_lag(slo: ReplicationLagSLO, ctx: SLOContext) -> SLOResult:
 
 
 def lost_writes(slo: LostWritesSLO, ctx: SLOContext) -> SLOResult:
-    if not ctx.acked:
+    """Acknowledged writes of the traffic probe read back from every region, plus every
+    datastore's acknowledged canaries read back from every region."""
+    watches = ctx.datastores.watches if ctx.datastores else []
+    canaries: dict[str, dict[str, Any]] = {
+        w.name: {
+            "acknowledged": w.integrity.acknowledged,
+            "lost": w.integrity.lost,
+            "divergent": w.integrity.divergent,
+            "convergedAfterSeconds": w.integrity.converged_after,
+        }
+        for w in watches
+        if w.integrity is not None
+    }
+    unverified = [w.name for w in watches if w.integrity is None]
+    if unverified:
+        return _unknown(slo, "readback", f"canaries of {', '.join(unverified)} not read back")
+    canary_lost = sum(int(c["lost"]) for c in canaries.values())
+    if not ctx.acked and not canaries:
         return _unknown(slo, "readback", "no acknowledged writes to check")
     if ctx.lost_details.get("noData"):
         return _unknown(slo, "readback", "some writes could not be read back", **ctx.lost_details)
-    details = {
+    details: dict[str, Any] = {
         "acknowledgedWrites": len(ctx.acked),
         "divergentKeys": ctx.divergent_keys,
         **ctx.lost_details,
     }
-    return slo_result(slo, float(ctx.lost_writes), source="readback", details=details)
+    if canaries:
+        details["canaries"] = canaries
+    source = "readback+canary" if canaries and ctx.acked else ("canary" if canaries else None)
+    return slo_result(
+        slo, float(ctx.lost_writes + canary_lost), source=source or "readback", details=details
+    )
 
 
 async def error_rate(slo: ErrorRateSLO, ctx: SLOContext) -> SLOResult:
@@ -233,9 +312,9 @@ async def error_rate(slo: ErrorRateSLO, ctx: SLOContext) -> SLOResult:
     if isinstance(window, str):
         return _unknown(slo, slo.source, window)
     if slo.source == "probe":
-        er = m_traffic.error_rate(list(ctx.samples), window.start, window.end)
+        er = m_traffic.error_rate(list(ctx.samples), window.start, window.end, slo.requests)
         if er.no_data or er.measured is None:
-            return _unknown(slo, "probe", "no requests", **window.details)
+            return _unknown(slo, "probe", f"no requests ({slo.requests})", **window.details)
         details = {**window.details, **er.details}
         return slo_result(slo, round(er.measured, 6), source="probe", details=details)
     expr = slo.promql or ctx.endpoints.queries.get("errorRatio")

@@ -21,6 +21,7 @@ from chaosaa.report.model import (
     RunVerdict,
     SLOResult,
     SLOVerdict,
+    SourceResult,
     SteadyStateResult,
 )
 from chaosaa.spec.model import (
@@ -176,6 +177,31 @@ def slo_result(
         details=plain(details or {}),
         on_no_data=slo.on_no_data,
     )
+
+
+def combine_sources(slo: SLO, results: list[SLOResult]) -> SLOResult:
+    """One SLO measured from several sources: the first source's figure, every source side
+    by side, and a verdict that needs every source: failed if one failed, unknown if one
+    had no data (no data is never a pass), else passed."""
+    if len(results) == 1:
+        return results[0]
+    verdicts = {r.verdict for r in results}
+    combined: SLOVerdict = (
+        "failed" if "failed" in verdicts else "unknown" if "unknown" in verdicts else "passed"
+    )
+    first = results[0]
+    first.verdict = combined
+    first.sources = [
+        SourceResult(
+            source=r.source or "",
+            measured=r.measured,
+            verdict=r.verdict,
+            error_bound_seconds=r.error_bound_seconds,
+            details=r.details,
+        )
+        for r in results
+    ]
+    return first
 
 
 def slo_not_evaluated(slo: SLO, reason: str) -> SLOResult:

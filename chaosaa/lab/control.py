@@ -33,6 +33,8 @@ from chaosaa.lab.paths import (
     resolve_state_dir,
     validate_regions,
 )
+from chaosaa.lab.supervisor.databases import SYSTEM_NAMES, unavailable
+from chaosaa.lab.systems.netns import PREFIX as NETNS_PREFIX
 
 INSTALL_HINT = (
     "the lab needs the 'prometheus' binary on PATH: install it with "
@@ -55,6 +57,15 @@ class LabAlreadyRunningError(LabError):
 
 class PrometheusMissingError(LabError):
     """The prometheus binary is not installed."""
+
+
+class SystemUnavailableError(LabError):
+    """The system asked for cannot run on this machine (a package missing, not root)."""
+
+
+#: how long ``up`` waits by default for the demo, and for a database system to start
+DEMO_TIMEOUT = 60.0
+DATABASE_TIMEOUT = 300.0
 
 
 Progress = Callable[[str, bool, str | None], None]
@@ -123,22 +134,34 @@ def running_lab(state_dir: Path) -> RunningLab | None:
 def up(
     regions: list[str] | None = None,
     state_dir: str | os.PathLike[str] | None = None,
-    timeout: float = 60.0,
+    timeout: float | None = None,
     progress: Progress | None = None,
     router_policy: dict[str, Any] | None = None,
     owner_pid: int | None = None,
     capacity: dict[str, Any] | None = None,
+    system: str = "demo",
 ) -> dict[str, Any]:
     """Start a lab and return its status once every component is healthy.
 
     With ``owner_pid`` the lab is ephemeral: it stops by itself once that process exits.
     ``capacity``: region -> capacity document (:mod:`chaosaa.lab.capacity`).
+    ``system``: what runs in the regions (``demo``, or a real database system); ``timeout``
+    defaults to 60 s for the demo and 300 s for a database system.
     """
     try:
         region_list = validate_regions(list(regions or DEFAULT_REGIONS))
     except ValueError as exc:
         raise InvalidInputError(f"--regions: {exc}") from exc
     _check_capacity(capacity or {}, region_list)
+    if system not in SYSTEM_NAMES:
+        raise InvalidInputError(
+            f"--system: unknown system {system!r}; choose one of {', '.join(SYSTEM_NAMES)}"
+        )
+    why = unavailable(system)
+    if why is not None:
+        raise SystemUnavailableError(f"--system {system}: cannot run here: {why}")
+    if timeout is None:
+        timeout = DEMO_TIMEOUT if system == "demo" else DATABASE_TIMEOUT
     prometheus = find_prometheus()
     root = resolve_state_dir(state_dir)
     paths = StatePaths(root)
@@ -167,6 +190,8 @@ def up(
                 *(["--owner-pid", str(owner_pid)] if owner_pid is not None else []),
                 "--capacity",
                 json.dumps(capacity or {}),
+                "--system",
+                system,
             ],
             stdin=subprocess.DEVNULL,
             stdout=logf,
@@ -229,7 +254,10 @@ def _not_ready_message(status: dict[str, Any], paths: StatePaths) -> str:
     comps = status.get("components", {})
     if not comps:
         return "the lab supervisor did not report status in time:\n" + _tail(paths.supervisor_log)
-    lines = ["the lab did not come up; components not healthy:"]
+    lines = [f"the lab did not come up: {p}" for p in status.get("problems") or []]
+    if status.get("phase") == "failed" and lines:
+        return "\n".join(lines)
+    lines.append("the lab did not come up; components not healthy:")
     for name, comp in comps.items():
         if not comp.get("healthy"):
             lines.append(f"  {name}: {comp.get('detail')}")
@@ -259,22 +287,46 @@ def status(state_dir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     return result
 
 
-def down(state_dir: str | os.PathLike[str] | None = None, timeout: float = 20.0) -> bool:
-    """Stop the lab in ``state_dir``; returns False if none was running."""
+def down(state_dir: str | os.PathLike[str] | None = None, timeout: float = 60.0) -> bool:
+    """Stop the lab in ``state_dir``; returns False if none was running.
+
+    A lab whose supervisor was killed leaves no process (they die with it), but may leave
+    a database system's data directory and network namespaces: those are removed too.
+    """
     root = resolve_state_dir(state_dir)
     paths = StatePaths(root)
+    leftovers = _system_leftovers(paths)
     lab = running_lab(root)
     if lab is None:
-        _remove_leftovers(paths)
+        _remove_leftovers(paths, leftovers)
         _reap_exited()  # a supervisor of ours that died (killed) is reaped here
         return False
     with contextlib.suppress(OSError, ValueError):
         http_json("POST", f"{lab.supervisor_url}/shutdown", timeout=3.0)
     if not _wait_gone(lab.pid, timeout):
         _terminate(lab.pid, paths)
-    _remove_leftovers(paths)
+    _remove_leftovers(paths, leftovers)
     _reap(lab.pid)
     return True
+
+
+def _system_leftovers(paths: StatePaths) -> dict[str, list[str]]:
+    """What a database system of the lab in ``paths`` would leave if its supervisor died."""
+    try:
+        doc = json.loads(paths.status.read_text())
+        found = doc["system"]["leftovers"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+    return {k: [str(v) for v in found.get(k, [])] for k in ("dataDirs", "namespaces")}
+
+
+def _remove_system_leftovers(leftovers: dict[str, list[str]]) -> None:
+    for path in leftovers.get("dataDirs", []):
+        if Path(path).name.startswith("chaosaa-"):
+            shutil.rmtree(path, ignore_errors=True)
+    for name in leftovers.get("namespaces", []):
+        if name.startswith(NETNS_PREFIX) and Path("/run/netns", name).exists():
+            subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)
 
 
 def _reap(pid: int) -> None:
@@ -301,15 +353,17 @@ def _wait_gone(pid: int, timeout: float) -> bool:
 
 def _terminate(pid: int, paths: StatePaths) -> None:
     """SIGTERM, then SIGKILL of the whole process group (children die with it too)."""
+    leftovers = _system_leftovers(paths)
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
     if not _wait_gone(pid, 8.0):
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, signal.SIGKILL)
         _wait_gone(pid, 3.0)
-    _remove_leftovers(paths)
+    _remove_leftovers(paths, leftovers)
 
 
-def _remove_leftovers(paths: StatePaths) -> None:
+def _remove_leftovers(paths: StatePaths, system: dict[str, list[str]] | None = None) -> None:
+    _remove_system_leftovers(system or {})
     paths.remove_run_state()
     paths.lock.unlink(missing_ok=True)

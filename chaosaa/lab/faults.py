@@ -17,6 +17,7 @@ us's replication pushes to eu. A link's ``up`` stream flows from ``src`` to ``ds
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic_core import PydanticCustomError
 
 from chaosaa.durations import parse_duration
+from chaosaa.rules.model import NodeFault
 
 ROUTER = "router"
 DEFAULT_REPLICATION_THROTTLE = "64kbit"
@@ -173,44 +175,87 @@ class FaultRequest(BaseModel):
 
 
 Targets = dict[str, set[str]]
+#: traffic from one region to another: (data source, data target)
+Pair = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class Link:
+    """A link-proxied path: ``source`` (a region or ``router``) connects to ``target``.
+
+    ``flows`` (replication and write links): whose data moves on it in which stream
+    direction, ``(data source, data target, "up" | "down")``."""
+
+    name: str
+    source: str
+    target: str
+    kind: str = "replication"
+    flows: tuple[tuple[str, str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Topology:
+    """What a lab's faults can act on: its regions, its link-proxied paths, and the
+    regions that sit in network namespaces (address per region) instead, where faults
+    between regions become node rules acting on the system's traffic."""
+
+    regions: tuple[str, ...]
+    links: tuple[Link, ...]
+    #: region -> its address, for regions in network namespaces
+    addresses: Mapping[str, str] = field(default_factory=dict)
+    #: the TCP ports replication uses between namespaced regions
+    replication_ports: tuple[int, ...] = ()
+
+    @classmethod
+    def full_mesh(cls, regions: Sequence[str]) -> Topology:
+        """The demo: a client link per region, every region pushing to every other."""
+        links = [Link(f"{ROUTER}>{r}", ROUTER, r, "client") for r in regions]
+        links += [
+            Link(f"{a}>{b}", a, b, "replication", ((a, b, "up"),))
+            for a in regions
+            for b in regions
+            if a != b
+        ]
+        return cls(tuple(regions), tuple(links))
+
+    @property
+    def namespaced(self) -> bool:
+        return bool(self.addresses)
+
+    def between(self, a: str, b: str) -> Targets:
+        """Every stream carrying traffic from ``a`` to ``b`` (``a`` may be ``router``)."""
+        t: Targets = {}
+        for link in self.links:
+            if (link.source, link.target) == (a, b):
+                _add(t, link.name, "up")
+            elif (link.source, link.target) == (b, a) and a != ROUTER:
+                _add(t, link.name, "down")
+        return t
+
+    def replication(self, pairs: Iterable[Pair]) -> Targets:
+        """The replication streams carrying the data of each (source, target) pair."""
+        wanted = set(pairs)
+        t: Targets = {}
+        for link in self.links:
+            if link.kind == "replication":
+                for source, target, direction in link.flows:
+                    if (source, target) in wanted:
+                        _add(t, link.name, direction)
+        return t
 
 
 @dataclass
 class FaultPlan:
-    """What a fault does: conditions for the link proxy, and node processes to stop."""
+    """What a fault does: conditions for the link proxy, node processes to stop, and node
+    rules in namespaced regions (``(region, rule)``)."""
 
     conditions: list[dict[str, Any]] = field(default_factory=list)
     stop_regions: list[str] = field(default_factory=list)
+    rules: list[tuple[str, NodeFault]] = field(default_factory=list)
 
 
 def _add(t: Targets, link: str, direction: str) -> None:
     t.setdefault(link, set()).add(direction)
-
-
-def flow(a: str, b: str, *, replication_only: bool = False) -> Targets:
-    """Every stream carrying data from ``a`` to ``b`` (``a`` may be ``router``)."""
-    t: Targets = {}
-    _add(t, f"{a}>{b}", "up")
-    if a != ROUTER and not replication_only:
-        _add(t, f"{b}>{a}", "down")
-    return t
-
-
-def region_streams(region: str, regions: Iterable[str], direction: str, clients: bool) -> Targets:
-    """Streams leaving (egress), entering (ingress) or both for one region."""
-    t: Targets = {}
-    others = [r for r in regions if r != region]
-    if direction in ("egress", "both"):
-        for o in others:
-            _merge(t, flow(region, o))
-        if clients:
-            _add(t, f"{ROUTER}>{region}", "down")
-    if direction in ("ingress", "both"):
-        for o in others:
-            _merge(t, flow(o, region))
-        if clients:
-            _add(t, f"{ROUTER}>{region}", "up")
-    return t
 
 
 def _merge(into: Targets, other: Targets) -> None:
@@ -225,113 +270,205 @@ def _as_list(t: Targets) -> list[dict[str, str]]:
     return out
 
 
-def plan(req: FaultRequest, regions: list[str]) -> FaultPlan:
-    """Translate a validated request for a lab with ``regions`` into a plan."""
+def plan(req: FaultRequest, topology: Topology | Sequence[str]) -> FaultPlan:
+    """Translate a validated request for a lab into a plan (a list of regions stands for
+    the demo's full mesh)."""
+    topo = topology if isinstance(topology, Topology) else Topology.full_mesh(topology)
+    regions = list(topo.regions)
     unknown = req.named_regions() - set(regions)
     if unknown:
         raise ValueError(
             f"unknown region(s) {', '.join(sorted(unknown))}; the lab has {', '.join(regions)}"
         )
-    result = FAULT_TYPES[req.type].translate(req, regions)
-    if not (result.conditions or result.stop_regions):
+    result = FAULT_TYPES[req.type].translate(req, topo)
+    if not (result.conditions or result.stop_regions or result.rules):
+        if req.type == "replicationLag":
+            raise ValueError(
+                "the fault selects no link: no replication of this lab's system carries data "
+                "from the selected source to the selected target"
+            )
         raise ValueError("the fault selects no link")
     return result
 
 
+# -- what a fault selects ------------------------------------------------------------------
+def _pairs_of_region(region: str, regions: Sequence[str], direction: str) -> set[Pair]:
+    others = [o for o in regions if o != region]
+    out: set[Pair] = set()
+    if direction in ("egress", "both"):
+        out |= {(region, o) for o in others}
+    if direction in ("ingress", "both"):
+        out |= {(o, region) for o in others}
+    return out
+
+
+def _client_streams(region: str, direction: str) -> Targets:
+    """The client link's streams: requests come ``up`` (ingress), answers go ``down``."""
+    t: Targets = {}
+    if direction in ("egress", "both"):
+        _add(t, f"{ROUTER}>{region}", "down")
+    if direction in ("ingress", "both"):
+        _add(t, f"{ROUTER}>{region}", "up")
+    return t
+
+
+def _link_pairs(req: FaultRequest, *, both_ways: bool = False) -> set[Pair]:
+    pairs = {(a, b) for a, b in req.links or []}
+    return pairs | {(b, a) for a, b in pairs} if both_ways else pairs
+
+
+def _selected(req: FaultRequest, regions: Sequence[str]) -> tuple[set[Pair], Targets]:
+    """``links``: data from source to target; ``regions``: data leaving them (by default)
+    and, with ``clients``, their client links."""
+    if req.links:
+        return _link_pairs(req), {}
+    direction = req.direction or "egress"
+    pairs: set[Pair] = set()
+    clients: Targets = {}
+    for r in req.regions or []:
+        pairs |= _pairs_of_region(r, regions, direction)
+        if req.clients:
+            _merge(clients, _client_streams(r, direction))
+    return pairs, clients
+
+
+@dataclass(frozen=True)
+class _Effect:
+    """What a fault does to the traffic it selects: link-proxy conditions, and the node
+    rule fields (besides key and peers) that do the same between namespaced regions."""
+
+    conditions: tuple[dict[str, Any], ...]
+    node: dict[str, Any] | None
+    #: only the system's replication streams (not writes, not clients)
+    replication_only: bool = False
+    #: why namespaced regions cannot have it (when ``node`` is None)
+    unsupported: str = ""
+
+
+def _realize(
+    req: FaultRequest, topo: Topology, pairs: set[Pair], clients: Targets, effect: _Effect
+) -> FaultPlan:
+    """The plan that applies ``effect`` to the traffic of ``pairs`` (and ``clients``)."""
+    streams: Targets = {}
+    _merge(streams, clients)
+    result = FaultPlan()
+    if topo.namespaced and pairs:
+        if effect.node is None:
+            raise ValueError(f"{req.type}: {effect.unsupported}")
+        by_source: dict[str, set[str]] = {}
+        for a, b in pairs:
+            by_source.setdefault(a, set()).add(topo.addresses[b])
+        for region, peers in sorted(by_source.items()):
+            key = hashlib.sha256(f"{req.id}\0{region}".encode()).hexdigest()[:12]
+            result.rules.append((region, NodeFault(key=key, peers=tuple(peers), **effect.node)))
+    elif effect.replication_only:
+        _merge(streams, topo.replication(pairs))
+    else:
+        for a, b in pairs:
+            _merge(streams, topo.between(a, b))
+    if streams:
+        result.conditions = [{**c, "targets": _as_list(streams)} for c in effect.conditions]
+    return result
+
+
 # -- translations: one per fault type ------------------------------------------------------
-def _on(targets: Targets, *conditions: dict[str, Any]) -> FaultPlan:
-    """A plan setting ``conditions`` on ``targets`` (none if no link is selected)."""
-    if not targets:
-        return FaultPlan()
-    return FaultPlan([{**c, "targets": _as_list(targets)} for c in conditions])
-
-
 def _latency_condition(req: FaultRequest) -> dict[str, Any]:
     return {"type": "latency", "delay": seconds(req.delay or 0), "jitter": seconds(req.jitter or 0)}
 
 
-def _selected_streams(req: FaultRequest, regions: Sequence[str]) -> Targets:
-    """``links``: data from source to target; ``regions``: data leaving them (by default)."""
-    targets: Targets = {}
-    if req.links:
-        for a, b in req.links:
-            _merge(targets, flow(a, b))
-    else:
-        direction = req.direction or "egress"
-        clients = bool(req.clients)
-        for r in req.regions or []:
-            _merge(targets, region_streams(r, regions, direction, clients))
-    return targets
-
-
-def _blackhole(req: FaultRequest, regions: Sequence[str]) -> FaultPlan:
-    targets: Targets = {}
+def _blackhole(req: FaultRequest, topo: Topology) -> FaultPlan:
+    regions = topo.regions
     direction = req.direction or "both"
+    pairs: set[Pair] = set()
+    clients: Targets = {}
     if req.regions:
-        clients = True if req.clients is None else req.clients
+        cut_clients = True if req.clients is None else req.clients
         for r in req.regions:
-            _merge(targets, region_streams(r, regions, direction, clients))
+            pairs |= _pairs_of_region(r, regions, direction)
+            if cut_clients:
+                _merge(clients, _client_streams(r, direction))
     elif req.partition:
         groups = req.partition
         for gi, g in enumerate(groups):
             for hj, h in enumerate(groups):
-                if gi == hj:
+                # With two groups, direction is relative to the first group.
+                if gi == hj or (direction == "egress" and gi != 0):
                     continue
-                for a in g:
-                    for b in h:
-                        # With two groups, direction is relative to the first group.
-                        if direction == "egress" and gi != 0:
-                            continue
-                        if direction == "ingress" and gi == 0:
-                            continue
-                        _merge(targets, flow(a, b))
+                if direction == "ingress" and gi == 0:
+                    continue
+                pairs |= {(a, b) for a in g for b in h}
     else:
-        for a, b in req.links or []:
-            _merge(targets, flow(a, b))
-            if direction == "both":
-                _merge(targets, flow(b, a))
-    return _on(targets, {"type": "blackhole", "mode": req.mode_or_default})
+        pairs = _link_pairs(req, both_ways=direction == "both")
+    mode = req.mode_or_default
+    node = None if mode == "drop" else {"type": "blackhole", "direction": "egress"}
+    unsupported = "mode drop (resets) exists only on link proxies; namespaced regions drop packets"
+    effect = _Effect(({"type": "blackhole", "mode": mode},), node, unsupported=unsupported)
+    return _realize(req, topo, pairs, clients, effect)
 
 
-def _latency(req: FaultRequest, regions: Sequence[str]) -> FaultPlan:
-    return _on(_selected_streams(req, regions), _latency_condition(req))
+_NO_NETEM = "delays between namespaced regions need tc netem"
 
 
-def _replication_lag(req: FaultRequest, regions: Sequence[str]) -> FaultPlan:
-    """Replication pushes only (``up`` on region-to-region links): held, or throttled."""
-    targets: Targets = {}
+def _latency(req: FaultRequest, topo: Topology) -> FaultPlan:
+    pairs, clients = _selected(req, topo.regions)
+    delay, jitter = seconds(req.delay or 0), seconds(req.jitter or 0)
+    node = {"type": "latency", "delay": delay, "jitter": jitter}
+    return _realize(req, topo, pairs, clients, _Effect((_latency_condition(req),), node))
+
+
+def _replication_lag(req: FaultRequest, topo: Topology) -> FaultPlan:
+    """The system's replication only: held (pause) or throttled, in the direction its data
+    flows; never client links or a region's writes to another region's server."""
     if req.links:
-        for a, b in req.links:
-            _add(targets, f"{a}>{b}", "up")
+        pairs = _link_pairs(req)
     else:
-        for r in req.regions or []:
-            for o in regions:
-                if o != r:
-                    _add(targets, f"{r}>{o}", "up")
-                    _add(targets, f"{o}>{r}", "up")
-    condition: dict[str, Any]
-    if req.mode_or_default == "pause":
-        condition = {"type": "blackhole", "mode": "hang"}
-    else:
-        rate = parse_rate(req.bandwidth or req.rate or DEFAULT_REPLICATION_THROTTLE)
-        condition = {"type": "bandwidth", "rate": rate}
-    if req.delay is None:
-        return _on(targets, condition)
-    return _on(targets, condition, _latency_condition(req))
+        pairs = {
+            pair for r in req.regions or [] for pair in _pairs_of_region(r, topo.regions, "both")
+        }
+    pause = req.mode_or_default == "pause"
+    rate = parse_rate(req.bandwidth or req.rate or DEFAULT_REPLICATION_THROTTLE)
+    condition: dict[str, Any] = (
+        {"type": "blackhole", "mode": "hang"} if pause else {"type": "bandwidth", "rate": rate}
+    )
+    conditions = (condition,) if req.delay is None else (condition, _latency_condition(req))
+    node: dict[str, Any] | None = {
+        "type": "replicationLag",
+        "mode": req.mode_or_default,
+        "rate": rate * 8,  # node rules take bits/s
+        "ports": topo.replication_ports,
+    }
+    if req.delay is not None:
+        node = None
+    return _realize(
+        req,
+        topo,
+        pairs,
+        {},
+        _Effect(conditions, node, replication_only=True, unsupported=_NO_NETEM),
+    )
 
 
-def _region_down(req: FaultRequest, _regions: Sequence[str]) -> FaultPlan:
+def _region_down(req: FaultRequest, _topo: Topology) -> FaultPlan:
     return FaultPlan(stop_regions=list(req.regions or []))
 
 
-def _bandwidth(req: FaultRequest, regions: Sequence[str]) -> FaultPlan:
+def _bandwidth(req: FaultRequest, topo: Topology) -> FaultPlan:
+    pairs, clients = _selected(req, topo.regions)
     rate = parse_rate(req.rate or req.bandwidth or 0)
-    return _on(_selected_streams(req, regions), {"type": "bandwidth", "rate": rate})
+    node = {"type": "bandwidth", "rate": rate * 8}
+    return _realize(
+        req, topo, pairs, clients, _Effect(({"type": "bandwidth", "rate": rate},), node)
+    )
 
 
-def _packet_loss(req: FaultRequest, regions: Sequence[str]) -> FaultPlan:
+def _packet_loss(req: FaultRequest, topo: Topology) -> FaultPlan:
+    pairs, clients = _selected(req, topo.regions)
     loss = {"type": "loss", "percent": float(req.percent or 0), "mode": req.mode_or_default}
-    return _on(_selected_streams(req, regions), loss)
+    node = None
+    if req.mode_or_default == "retransmit":
+        node = {"type": "packetLoss", "percent": float(req.percent or 0)}
+    unsupported = "mode reset exists only on link proxies; namespaced regions drop packets"
+    return _realize(req, topo, pairs, clients, _Effect((loss,), node, unsupported=unsupported))
 
 
 # -- the registry ---------------------------------------------------------------------------
@@ -341,8 +478,8 @@ class FaultType:
 
     #: the selectors it takes (exactly one of them per request)
     selectors: frozenset[Selector]
-    #: a validated request, for a lab with these regions -> what to do
-    translate: Callable[[FaultRequest, Sequence[str]], FaultPlan]
+    #: a validated request, for a lab with this topology -> what to do
+    translate: Callable[[FaultRequest, Topology], FaultPlan]
     #: the values ``mode`` may take, the default first; empty: the type takes no mode
     modes: tuple[str, ...] = ()
     #: (fields of which one must be given, the message when none is)

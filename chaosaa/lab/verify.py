@@ -37,6 +37,14 @@ HOLD_WINDOW = 0.02
 #: how long an open link may take to answer a probe
 ANSWER_TIMEOUT = 0.5
 _REQUEST = b"GET /healthz HTTP/1.1\r\nHost: chaosaa-probe\r\nConnection: close\r\n\r\n"
+#: what a probe sends, by the protocol of the link's upstream, so that a healthy upstream
+#: answers at once: an HTTP request; PostgreSQL's SSLRequest (answered with one byte);
+#: nothing to a MySQL server (it greets first)
+HELLO = {
+    "http": _REQUEST,
+    "postgres": (8).to_bytes(4, "big") + (80877103).to_bytes(4, "big"),
+    "mysql": b"",
+}
 
 Outcome = Literal["answered", "reset", "held"]
 Check = dict[str, Any]
@@ -98,8 +106,9 @@ class _ProbeProtocol(asyncio.Protocol):
         return None
 
 
-async def probe(host: str, port: int, window: float) -> Probe:
-    """One ``GET /healthz`` on a new connection: answered, reset, or held for ``window``."""
+async def probe(host: str, port: int, window: float, hello: bytes = _REQUEST) -> Probe:
+    """``hello`` (one ``GET /healthz``) on a new connection: answered, reset, or held for
+    ``window``."""
     loop = asyncio.get_running_loop()
     proto = _ProbeProtocol(loop)
     try:
@@ -111,7 +120,8 @@ async def probe(host: str, port: int, window: float) -> Probe:
         return Probe("reset")
     sent = time.monotonic()
     try:
-        transport.write(_REQUEST)
+        if hello:
+            transport.write(hello)
         await asyncio.wait({proto.settled}, timeout=window)
     finally:
         if proto.first_byte is not None:
@@ -220,6 +230,7 @@ async def probe_checks(
     active: bool,
     skip: set[str],
     dropped: set[str],
+    protocols: Mapping[str, str] | None = None,
 ) -> list[Check]:
     """Probe the links of the conditions whose check calls for a probe, all at once.
 
@@ -232,8 +243,9 @@ async def probe_checks(
         for cond in conditions
         for job in _planned_probes(cond, active=active, skip=skip, dropped=dropped)
     ]
+    hello = {link: HELLO[proto] for link, proto in (protocols or {}).items()}
     results = await asyncio.gather(
-        *(probe(*addresses[link], window) for _, link, window in planned)
+        *(probe(*addresses[link], window, hello.get(link, _REQUEST)) for _, link, window in planned)
     )
     for (check, _, _), result in zip(planned, results, strict=True):
         check["ok"] = result.outcome == check["expect"]

@@ -137,3 +137,84 @@ def canary_lag(
         no_data=no_data,
         by_region=by_region,
     )
+
+
+#: one canary-lag sample of a link: (when, lag seconds, error bound seconds)
+CanaryPoint = tuple[float, float, float]
+
+
+def canary_replication_lag(
+    links: Mapping[str, Sequence[CanaryPoint]],
+    fault_start: float,
+    fault_end: float,
+    *,
+    max_s: float,
+    recover_within: float | None = None,
+) -> ReplicationLag:
+    """replicationLag from datastore canaries: the peak canary lag over every link from
+    the start of the fault until the lag is back under ``max_s`` (a canary written during
+    the fault and seen after the revert still measures the fault's lag), and how long
+    after the revert that took.
+
+    A link's sample is the largest lag of the canaries one poll saw, or the age of the
+    oldest canary still pending (a lower bound, growing while a link is cut). The error
+    bound is that of the peak sample (half a poll interval plus query times).
+    """
+    if fault_end < fault_start:
+        raise ValueError("fault_end is before fault_start")
+    recovered_at = _links_recovered_at(links, fault_end, max_s)
+    until = recovered_at if recovered_at is not None else math.inf
+    peak: CanaryPoint | None = None
+    peak_link = ""
+    for name, points in links.items():
+        for point in points:
+            if fault_start <= point[0] <= until and (peak is None or point[1] > peak[1]):
+                peak, peak_link = point, name
+    recovered_after = None if recovered_at is None else max(0.0, recovered_at - fault_end)
+    in_time = None
+    if recover_within is not None:
+        in_time = recovered_after is not None and recovered_after <= recover_within
+    details: dict[str, Any] = {
+        "faultStart": fault_start,
+        "faultEnd": fault_end,
+        "max": max_s,
+        "peakAt": peak[0] if peak else None,
+        "peakLink": peak_link or None,
+        "links": len(links),
+        "recoveredAt": recovered_at,
+        "recoveredAfter": recovered_after,
+        "recoverWithin": recover_within,
+        "recoveredInTime": in_time,
+    }
+    if peak is None:
+        details["reason"] = "no canary lag during the fault window"
+    return ReplicationLag(
+        measured=peak[1] if peak else None,
+        unit="s",
+        source=CANARY,
+        error_bound_seconds=peak[2] if peak else None,
+        details=details,
+        no_data=peak is None,
+        peak_at=peak[0] if peak else None,
+        recovered_after=recovered_after,
+    )
+
+
+def _links_recovered_at(
+    links: Mapping[str, Sequence[CanaryPoint]], since: float, max_s: float
+) -> float | None:
+    """The first instant after ``since`` from which every link's samples stay under
+    ``max_s`` (links sample at instants of their own); None if some link never gets back."""
+    recovered = since
+    for points in links.values():
+        after = [(t, v) for t, v, _ in points if t >= since]
+        start: float | None = None
+        for t, v in reversed(after):
+            if not v <= max_s:  # NaN is not under
+                break
+            start = t
+        if after and start is None:
+            return None
+        if start is not None:
+            recovered = max(recovered, start)
+    return recovered

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Iterable
+from typing import Literal
 
 from chaosaa.measure.result import PROBE, Measurement
 from chaosaa.model import Sample
@@ -22,8 +23,16 @@ def region_of(sample: Sample) -> str:
     return sample.region or sample.home or UNKNOWN_REGION
 
 
-def error_rate(samples: Iterable[Sample], start: float, end: float) -> Measurement:
+def error_rate(
+    samples: Iterable[Sample],
+    start: float,
+    end: float,
+    counted: Literal["all", "reads", "writes"] = "all",
+) -> Measurement:
     """Failed requests / requests sent in ``[start, end)``. No requests is ``no_data``.
+
+    ``counted``: which requests count, all of them or only the reads or the writes (a service that
+    answers reads but refuses every write is not available for writes).
 
     Details: ``requests``, ``errors``, ``byRegion`` (requests, errors, errorRate) and
     ``errorsByKind`` (transport error class, or ``http5xx``).
@@ -34,7 +43,7 @@ def error_rate(samples: Iterable[Sample], start: float, end: float) -> Measureme
     by_region: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     kinds: dict[str, int] = defaultdict(int)
     for s in samples:
-        if not start <= s.sent_at < end:
+        if not start <= s.sent_at < end or (counted != "all" and s.write != (counted == "writes")):
             continue
         counts = by_region[region_of(s)]
         requests += 1
@@ -51,6 +60,7 @@ def error_rate(samples: Iterable[Sample], start: float, end: float) -> Measureme
         details={
             "start": start,
             "end": end,
+            "counted": counted,
             "requests": requests,
             "errors": errors,
             "byRegion": {

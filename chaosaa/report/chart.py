@@ -1,8 +1,10 @@
 """The timeline chart of ``report.html``: an inline SVG drawn by matplotlib.
 
-Top panel: traffic success rate per serving region. Bottom panel (when there is lag
-data): replication lag. Both: shaded fault windows labelled with the fault name and
-dashed failover markers. The x axis is seconds since the run started.
+Top panel: traffic success rate per serving region. Then, when there are such data:
+replication lag (solid: Prometheus, i.e. the exporters; dashed: the datastore canaries),
+canary writes refused per region, and whether each region's database accepts writes
+(e.g. Galera's wsrep_ready). Every panel: shaded fault windows labelled with the fault
+name and dashed failover markers. The x axis is seconds since the run started.
 """
 
 from __future__ import annotations
@@ -54,8 +56,12 @@ def render_chart_svg(report: RunReport) -> str | None:
 
     chart = report.chart
     panels = ["success"] if any(chart.success_ratio.values()) else []
-    if any(chart.replication_lag.values()):
+    if any(chart.replication_lag.values()) or any(chart.canary_lag.values()):
         panels.append("lag")
+    if any(chart.canary_write_errors.values()):
+        panels.append("refused")
+    if any(chart.region_ready.values()):
+        panels.append("ready")
     if not panels:
         panels = ["empty"]
 
@@ -80,6 +86,27 @@ def render_chart_svg(report: RunReport) -> str | None:
                 _success_panel(ax, report, origin)
             elif panel == "lag":
                 _lag_panel(ax, report, origin)
+            elif panel == "refused":
+                _region_panel(
+                    ax,
+                    report,
+                    origin,
+                    report.chart.canary_write_errors,
+                    "canary writes refused",
+                    "refused (%)",
+                )
+                ax.set_ylim(-3, 110)
+            elif panel == "ready":
+                _region_panel(
+                    ax,
+                    report,
+                    origin,
+                    report.chart.region_ready,
+                    "Database accepts writes (1 = ready)",
+                    "ready",
+                )
+                ax.set_ylim(-0.1, 1.25)
+                ax.set_yticks([0, 1])
             else:
                 ax.set_yticks([])
                 ax.text(
@@ -164,13 +191,17 @@ def _success_panel(ax: Any, report: RunReport, origin: float) -> None:
 def _lag_panel(ax: Any, report: RunReport, origin: float) -> None:
     chart = report.chart
     peak = 0.0
-    for i, (key, points) in enumerate(sorted(chart.replication_lag.items())):
+    lines = [
+        (f"prometheus {k}", points, "-") for k, points in sorted(chart.replication_lag.items())
+    ]
+    lines += [(f"canary {k}", points, "--") for k, points in sorted(chart.canary_lag.items())]
+    for i, (key, points, style) in enumerate(lines):
         if not points:
             continue
         step = _typical_step(points)
         xs, ys = _with_gaps(points, origin, step)
         colour = _LAG_COLOURS[i % len(_LAG_COLOURS)]
-        ax.plot(xs, ys, color=colour, linewidth=1.4, label=_safe(key))
+        ax.plot(xs, ys, color=colour, linewidth=1.4, linestyle=style, label=_safe(key))
         peak = max([peak, *(v for _, v in points)])
     for bound in _lag_bounds(report):
         ax.axhline(bound, color="#d62728", linestyle=":", linewidth=1)
@@ -190,6 +221,32 @@ def _lag_panel(ax: Any, report: RunReport, origin: float) -> None:
     ax.set_ylabel("replication lag (s)")
     ax.set_title("Replication lag", loc="left", fontsize=10, fontweight="bold")
     _legend_outside(ax, "link")
+
+
+def _region_panel(
+    ax: Any,
+    report: RunReport,
+    origin: float,
+    data: dict[str, list[tuple[float, float]]],
+    title: str,
+    ylabel: str,
+) -> None:
+    """One line per region, in the regions' colours."""
+    colours = _region_colours(report)
+    peak = 0.0
+    for region, points in sorted(data.items()):
+        if not points:
+            continue
+        # A write held for seconds leaves seconds without a new one: only a long silence
+        # is a gap.
+        xs, ys = _with_gaps(points, origin, max(_typical_step(points), 3.0))
+        colour = colours.get(region, _REGION_COLOURS[-1])
+        ax.plot(xs, ys, color=colour, linewidth=1.4, label=_safe(region), drawstyle="steps-post")
+        peak = max([peak, *(v for _, v in points)])
+    ax.set_ylim(0, peak * 1.2 if peak > 0 else 1.0)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title[0].upper() + title[1:], loc="left", fontsize=10, fontweight="bold")
+    _legend_outside(ax, "region")
 
 
 def _legend_outside(ax: Any, title: str) -> None:
@@ -262,7 +319,11 @@ def _failover_markers(ax: Any, report: RunReport, origin: float, *, labelled: bo
 def _x_range(report: RunReport, origin: float) -> tuple[float, float]:
     chart = report.chart
     xs = [0.0, report.duration_seconds]
-    for points in (*chart.success_ratio.values(), *chart.replication_lag.values()):
+    for points in (
+        *chart.success_ratio.values(),
+        *chart.replication_lag.values(),
+        *chart.canary_lag.values(),
+    ):
         if points:
             xs += [points[0][0] - origin, points[-1][0] - origin + chart.bucket_seconds]
     for w in chart.fault_windows:

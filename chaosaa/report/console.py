@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from chaosaa.report.fmt import by_region, format_bound, format_measured, format_seconds
+from chaosaa.report.fmt import by_region, format_figure, format_seconds
 from chaosaa.report.model import RunReport, SLOResult
 
 _STYLES = {
@@ -37,6 +37,8 @@ def render_summary(
     console.print(headline)
     if report.reason:
         console.print(Text(f"reason: {report.reason}", style="yellow"))
+    for finding in report.findings:
+        console.print(Text(finding, style="bold"), soft_wrap=True)
 
     if report.slos:
         console.print(_slo_table(report))
@@ -59,6 +61,18 @@ def render_summary(
     else:
         integrity.append("not read back", style="dim")
     console.print(integrity)
+    for c in d.canaries:
+        line = Text(f"canaries {c.datastore}: ")
+        if c.checked:
+            line.append(f"{c.lost} lost", style="bold red" if c.lost else "green")
+            line.append(f" of {c.acknowledged} acknowledged, ")
+            line.append(f"{c.divergent} divergent", style="bold red" if c.divergent else "")
+            refused = ", ".join(f"{r} {n}" for r, n in c.write_errors.items() if n)
+            if refused:
+                line.append(f"; writes refused: {refused}")
+        else:
+            line.append(f"not read back ({c.error or 'the run stopped first'})", style="dim")
+        console.print(line)
     t = report.traffic
     console.print(f"traffic: {t.requests} requests, {t.errors} errors")
     for kind, path in (paths or {}).items():
@@ -73,22 +87,25 @@ def _table(title: str) -> Table:
 
 def _slo_table(report: RunReport) -> Table:
     table = _table("SLOs")
-    # Names, numbers and verdicts never wrap or truncate; the objective gives way.
+    # Names and verdicts never wrap; a long figure ("below resolution (< 2s)") may.
     table.add_column("SLO", no_wrap=True)
-    table.add_column("objective")
-    table.add_column("measured", justify="right", no_wrap=True)
+    table.add_column("objective", min_width=8)
+    table.add_column("measured", justify="right", min_width=12)
     table.add_column("source", no_wrap=True)
     table.add_column("verdict", no_wrap=True)
     for slo in report.slos:
-        measured = format_measured(slo.measured, slo.unit) if slo.evaluated else "-"
-        bound = format_bound(slo.error_bound_seconds)
-        table.add_row(
-            slo.name,
-            slo.objective,
-            f"{measured} {bound}" if bound and slo.evaluated else measured,
-            slo.source or "-",
-            _slo_verdict(slo),
-        )
+        if len(slo.sources) > 1:
+            # Several sources: the verdict needs each; every source on a line of its own.
+            table.add_row(slo.name, slo.objective, "", "sources:", _slo_verdict(slo))
+            for src in slo.sources:
+                figure = format_figure(src.measured, slo.unit, src.error_bound_seconds)
+                verdict = Text(src.verdict, style=_STYLES[src.verdict].replace("bold ", ""))
+                table.add_row("", "", figure, src.source, verdict)
+            continue
+        measured = "-"
+        if slo.evaluated:
+            measured = format_figure(slo.measured, slo.unit, slo.error_bound_seconds)
+        table.add_row(slo.name, slo.objective, measured, slo.source or "-", _slo_verdict(slo))
     return table
 
 

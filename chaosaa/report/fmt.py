@@ -95,3 +95,19 @@ def by_region(details: Mapping[str, Any]) -> str:
         shown = format_seconds(value) if value is not None else "failed"
         parts.append(f"{region} {shown} ({', '.join(inside)})")
     return " · ".join(parts)
+
+
+def below_resolution(measured: float | None, unit: str, bound: float | None) -> bool:
+    """A time smaller than its own error bound: its source cannot tell it from zero (a
+    1.7 s outage read from 1 s scrapes may come out as 0 s ±4 s)."""
+    return unit == "s" and measured is not None and bound is not None and measured < bound
+
+
+def format_figure(measured: float | None, unit: str, bound: float | None) -> str:
+    """A measured value with its error bound; a time below its bound says so instead of
+    reading as a small number (``0s ±4s`` would read as "no outage")."""
+    if below_resolution(measured, unit, bound):
+        return f"below resolution (< {format_seconds(bound)})"
+    text = format_measured(measured, unit)
+    b = format_bound(bound)
+    return f"{text} {b}" if b and measured is not None else text

@@ -15,6 +15,7 @@ from chaosaa.report.chart import render_chart_svg
 from chaosaa.report.fmt import (
     by_region,
     format_bound,
+    format_figure,
     format_instant,
     format_measured,
     format_number,
@@ -61,6 +62,7 @@ def _template() -> jinja2.Template:
         number=format_number,
         bound=format_bound,
         measured=lambda slo: format_measured(slo.measured, slo.unit),
+        figure=lambda x, unit: format_figure(x.measured, unit, x.error_bound_seconds),
         kv=_kv,
         details=_slo_details,
         offset=_offset,
@@ -102,29 +104,46 @@ def _offset(ctx: jinja2.runtime.Context, ts: float | None) -> str:
     return format_offset(ts, report.started_at)
 
 
-def _slo_details(slo: SLOResult) -> str:
+#: detail keys that hold instants (unix seconds) besides those ending in ``At``
+_INSTANT_KEYS = {"start", "end", "faultStart", "faultEnd"}
+
+
+@jinja2.pass_context
+def _slo_details(ctx: jinja2.runtime.Context, slo: SLOResult) -> str:
     """What the SLO row says under its name: per-region percentiles where it has them (the
     full breakdown is in report.json), else every detail."""
     regions = by_region(slo.details)
     if regions:
         reason = slo.details.get("reason")
         return f"by serving region: {regions}" + (f"; {reason}" if reason else "")
-    return _kv(slo.details)
+    report: RunReport = ctx["r"]
+    return _pairs(slo.details, report.started_at)
 
 
-def _kv(detail: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={_short(v)}" for k, v in detail.items())
+@jinja2.pass_context
+def _kv(ctx: jinja2.runtime.Context, detail: dict[str, Any]) -> str:
+    """Details as ``key=value``; instants relative to the run start, as everywhere else
+    on the page (``firstFailureAt=+12.345s``, not ``1.796e+09``)."""
+    report: RunReport = ctx["r"]
+    return _pairs(detail, report.started_at)
 
 
-def _short(value: Any) -> str:
+def _pairs(detail: dict[str, Any], origin: float) -> str:
+    return ", ".join(f"{k}={_short(k, v, origin)}" for k, v in detail.items())
+
+
+def _short(key: str, value: Any, origin: float) -> str:
+    is_instant = key.endswith("At") or key in _INSTANT_KEYS
+    if is_instant and isinstance(value, int | float) and not isinstance(value, bool):
+        return format_offset(float(value), origin)
     if isinstance(value, float):
         return format_number(value)
     if isinstance(value, bool) or value is None:
         return str(value).lower() if value is not None else "null"
     if isinstance(value, list | tuple):
-        return "[" + ", ".join(_short(v) for v in value) + "]"
+        return "[" + ", ".join(_short(key, v, origin) for v in value) + "]"
     if isinstance(value, dict):
-        return "{" + _kv(value) + "}"
+        return "{" + _pairs(value, origin) + "}"
     return str(value)
 
 
@@ -170,11 +189,13 @@ def _cards(report: RunReport) -> list[_Card]:
     for slo in report.slos:
         if slo.type in ("failoverTime", "replicationLag") and slo.evaluated:
             label = "failover time" if slo.type == "failoverTime" else "peak replication lag"
-            bound = format_bound(slo.error_bound_seconds)
+            bound = "" if slo.below_resolution else format_bound(slo.error_bound_seconds)
             sub = f"{slo.name} · objective {slo.objective}" + (f" · {bound}" if bound else "")
-            cards.append(
-                _Card(label, format_measured(slo.measured, slo.unit), sub, bad=slo.fails_run)
-            )
+            value = format_measured(slo.measured, slo.unit)
+            if slo.below_resolution:
+                value = format_figure(slo.measured, slo.unit, slo.error_bound_seconds)
+                sub += f" · from {slo.source}"
+            cards.append(_Card(label, value, sub, bad=slo.fails_run))
     d = report.data_integrity
     cards.append(
         _Card(

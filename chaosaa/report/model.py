@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 from chaosaa.errors import InvalidInputError
 from chaosaa.report.codec import DecodeError, from_dict, instant, to_dict
+from chaosaa.report.fmt import below_resolution
 
 SCHEMA_VERSION = 1
 
@@ -58,6 +59,16 @@ class FaultResult:
     revert_requested_at: float | None = instant(default=None)
     scope: str = ""  # what it cuts, e.g. "regions eu" or "links us->eu"
     error: str | None = None  # why it could not be injected, verified or reverted
+    #: writes sent while it was in place, per region: by the traffic probe (attributed to
+    #: the serving region, else the home region) and by the datastore canaries
+    probe_writes: dict[str, WriteCount] = field(default_factory=dict)
+    canary_writes: dict[str, WriteCount] = field(default_factory=dict)
+
+
+@dataclass(kw_only=True, slots=True)
+class WriteCount:
+    attempted: int = 0
+    accepted: int = 0
 
 
 @dataclass(kw_only=True, slots=True)
@@ -82,6 +93,17 @@ class SteadyState:
 
 
 @dataclass(kw_only=True, slots=True)
+class SourceResult:
+    """One source's figure for an SLO measured from several sources, side by side."""
+
+    source: str
+    measured: float | None
+    verdict: SLOVerdict
+    error_bound_seconds: float | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(kw_only=True, slots=True)
 class SLOResult:
     """One SLO verdict with the number behind it, where that number came from and how
     precise it is. ``unknown`` (no data, NaN, a failed query) is never a pass."""
@@ -98,6 +120,13 @@ class SLOResult:
     # beyond the fixed fields
     on_no_data: Literal["fail", "ignore"] = "fail"
     evaluated: bool = True  # False: the run stopped before the SLO could be measured
+    #: every source's figure when the SLO was measured from more than one (the first is
+    #: the one above)
+    sources: list[SourceResult] = field(default_factory=list)
+
+    @property
+    def below_resolution(self) -> bool:
+        return below_resolution(self.measured, self.unit, self.error_bound_seconds)
 
     @property
     def fails_run(self) -> bool:
@@ -124,6 +153,26 @@ class Traffic:
 
 
 @dataclass(kw_only=True, slots=True)
+class CanaryIntegrity:
+    """A datastore's canaries read back from every region after the convergence timeout."""
+
+    datastore: str
+    acknowledged: int = 0
+    lost: int = 0
+    divergent: int = 0
+    #: seconds verification waited until every canary was everywhere (None: it never was)
+    converged_after_seconds: float | None = None
+    checked: bool = False
+    lost_canaries: list[str] = field(default_factory=list)  # a sample: origin/seq
+    unreadable_regions: dict[str, str] = field(default_factory=dict)
+    #: canary writes a region refused or did not answer, over the run
+    write_errors: dict[str, int] = field(default_factory=dict)
+    #: per link: peak canary lag, its resolution and how many canaries it saw
+    links: dict[str, dict[str, Any]] = field(default_factory=dict)
+    error: str | None = None
+
+
+@dataclass(kw_only=True, slots=True)
 class DataIntegrity:
     acknowledged_writes: int = 0
     lost: int = 0
@@ -132,6 +181,7 @@ class DataIntegrity:
     # beyond the fixed fields
     checked: bool = False  # True once acknowledged writes were read back
     lost_keys: list[str] = field(default_factory=list)  # a sample, for debugging
+    canaries: list[CanaryIntegrity] = field(default_factory=list)
 
 
 @dataclass(kw_only=True, slots=True)
@@ -169,12 +219,20 @@ class Chart:
     fault_windows: list[ChartWindow] = field(default_factory=list)
     failover_markers: list[ChartMarker] = field(default_factory=list)
     bucket_seconds: float = 1.0  # width of a success-ratio window
+    #: per link (``us->eu``, prefixed by the datastore when there are several): canary lag
+    canary_lag: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    #: per region: the share (%) of the canary writes sent in each second that were refused
+    #: or unanswered
+    canary_write_errors: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    #: per region: 1 while its database accepts writes (e.g. Galera's wsrep_ready)
+    region_ready: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
 
     @property
     def empty(self) -> bool:
         return not (
             any(self.success_ratio.values())
             or any(self.replication_lag.values())
+            or any(self.canary_lag.values())
             or self.fault_windows
             or self.failover_markers
         )
@@ -203,6 +261,8 @@ class RunReport:
     description: str = ""
     reason: str | None = None  # why the run was aborted or ended in error
     chart: Chart = field(default_factory=Chart)
+    #: what the run showed, in plain words (e.g. "No region accepted writes while ...")
+    findings: list[str] = field(default_factory=list)
 
     # -- recording during a run ------------------------------------------------------
 

@@ -41,9 +41,13 @@ def canary_applies(spec: GameDaySpec) -> bool:
 
 
 def _slo_uses_prometheus(slo: object) -> bool:
-    if isinstance(slo, ReplicationLagSLO | PromQLSLO):
+    if isinstance(slo, PromQLSLO):
         return True
-    return isinstance(slo, FailoverTimeSLO | ErrorRateSLO) and slo.source == "prometheus"
+    if isinstance(slo, ReplicationLagSLO):
+        return slo.source != "canary"
+    if isinstance(slo, FailoverTimeSLO):
+        return slo.source in ("prometheus", "both")
+    return isinstance(slo, ErrorRateSLO) and slo.source == "prometheus"
 
 
 def semantic_problems(spec: GameDaySpec) -> list[Problem]:
@@ -52,6 +56,7 @@ def semantic_problems(spec: GameDaySpec) -> list[Problem]:
     problems += _unique_names("slos", [s.name for s in spec.slos])
     problems += _unique_names("steadyState", [c.name for c in spec.steady_state])
     problems += _unique_names("abort", [a.name for a in spec.abort])
+    problems += _unique_names("datastores", [d.name for d in spec.datastores])
 
     known = set(spec.target.regions)
     listed = ", ".join(sorted(known))
@@ -65,6 +70,15 @@ def semantic_problems(spec: GameDaySpec) -> list[Problem]:
                 )
             )
     problems += _traffic_problems(spec, known)
+    problems += [
+        (
+            ("spec", "datastores", i, "regions", region),
+            f"region {region!r} not in target.regions ({listed})",
+        )
+        for i, ds in enumerate(spec.datastores)
+        for region in ds.regions
+        if region not in known
+    ]
 
     for i, slo in enumerate(spec.slos):
         if isinstance(slo, FailoverTimeSLO):

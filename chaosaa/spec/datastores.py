@@ -19,20 +19,16 @@ canary cadence. A password written in the file is refused at validation::
           interval: 200ms                # one canary per region every 200ms
           pollInterval: 50ms             # canary-lag resolution ~ pollInterval
 
-Phase 2 adds ``datastores: list[Datastore]`` to ``GameDaySpec``; until then
-:func:`validate_datastores` checks the section of a parsed GameDay document with the same
-``FILE:LINE: FIELD: REASON`` errors as the loader.
+A lab running a database system (``target.system``) supplies its datastore itself: its
+canaries run without a ``datastores`` section.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, Literal, Self
+from typing import Literal, Self
 
-from pydantic import Field, TypeAdapter, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from chaosaa.errors import SpecError
-from chaosaa.spec.loader import Loc, _clean_loc, _format, _reason
 from chaosaa.spec.types import NAME_PATTERN, Duration, Model, RegionName
 
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -126,19 +122,3 @@ class Datastore(Model):
     @property
     def default_port(self) -> int:
         return 5432 if self.kind == "postgres" else 3306
-
-
-_DATASTORES = TypeAdapter(list[Datastore])
-
-
-def validate_datastores(
-    data: Any, source: str, lines: Mapping[Loc, int] | None = None
-) -> list[Datastore]:
-    """Validate ``spec.datastores`` of a parsed GameDay document; SpecError on problems."""
-    raw = (data.get("spec") or {}).get("datastores", []) if isinstance(data, dict) else []
-    prefix: Loc = ("spec", "datastores")
-    try:
-        return _DATASTORES.validate_python(raw)
-    except ValidationError as exc:
-        problems = [(prefix + _clean_loc(e["loc"]), _reason(e)) for e in exc.errors()]
-        raise SpecError(_format(source, problems, lines or {})) from None

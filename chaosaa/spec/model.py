@@ -12,6 +12,7 @@ from typing import Annotated, ClassVar, Literal, Self
 from pydantic import Field, field_validator, model_validator
 
 from chaosaa.durations import format_duration
+from chaosaa.spec.datastores import Datastore
 from chaosaa.spec.faults import Fault
 from chaosaa.spec.traffic import Traffic
 from chaosaa.spec.types import (
@@ -103,9 +104,19 @@ class RegionTarget(Model):
         return names + [n for n in self.namespaces if n not in names]
 
 
+#: what a lab can run in its regions (``chaosaa lab up --system``)
+LAB_SYSTEMS = ("demo", "postgres-ha", "postgres-aa", "galera")
+
+
 class Target(Model):
     kind: Literal["lab", "kind", "kubernetes"] = Field(
         description="lab (local processes), kind (kind clusters via docker), kubernetes (contexts)"
+    )
+    system: Literal["demo", "postgres-ha", "postgres-aa", "galera"] | None = Field(
+        None,
+        description="lab: what runs in the regions: demo (SQLite, the default), postgres-ha "
+        "(a primary and streaming standbys), postgres-aa (pglogical both ways), galera "
+        "(MariaDB Galera); a running lab must run this system",
     )
     regions: dict[RegionName, RegionTarget] = Field(
         min_length=1, description="failure domains by name, e.g. us, eu, ap"
@@ -147,6 +158,8 @@ target:                      # eu and us serve 160 req/s each, ap half that
                 raise ValueError(f"regions.{name}.capacity applies only to target kind lab")
         if self.kind != "lab" and self.lab is not None:
             raise ValueError("lab applies only to target kind lab")
+        if self.system is not None and self.kind != "lab":
+            raise ValueError("system applies only to target kind lab")
         return self
 
     def lab_capacity(self) -> dict[str, LabCapacity]:
@@ -195,8 +208,10 @@ class FailoverTimeSLO(SLOBase):
 
     type: Literal["failoverTime"]
     max: Duration = Field(ge=0, description="objective")
-    source: Literal["probe", "prometheus"] = Field(
-        "probe", description="probe: traffic generator; prometheus: range query"
+    source: Literal["probe", "prometheus", "both"] = Field(
+        "probe",
+        description="probe: traffic generator; prometheus: range query; both: side by side "
+        "(the verdict needs both)",
     )
     threshold: float = Field(0.99, gt=0, le=1, description="healthy = success ratio >= this")
     sustain: Duration = Field(5.0, gt=0)
@@ -212,6 +227,11 @@ class ReplicationLagSLO(SLOBase):
         None, ge=0, description="lag back under max within this long after the revert"
     )
     canary: bool = Field(True, description="also measure lag by writing canary keys")
+    source: Literal["prometheus", "canary", "both"] | None = Field(
+        None,
+        description="prometheus: the lag query; canary: the datastore canaries; both: side "
+        "by side (the verdict needs both). Default: every source the run has",
+    )
 
 
 class LostWritesSLO(SLOBase):
@@ -256,6 +276,17 @@ class ErrorRateSLO(WindowedSLO):
     )
     source: Literal["probe", "prometheus"] = "probe"
     promql: str | None = Field(None, description="error ratio series (source prometheus)")
+    requests: Literal["all", "reads", "writes"] = Field(
+        "all",
+        description="which requests count (probe): writes, to hold the service to accepting "
+        "writes, not only answering reads",
+    )
+
+    @model_validator(mode="after")
+    def _requests_from_the_probe(self) -> Self:
+        if self.requests != "all" and self.source != "probe":
+            raise ValueError("requests applies to source probe only")
+        return self
 
 
 class LatencySLO(WindowedSLO):
@@ -380,6 +411,11 @@ class GameDaySpec(Model):
     faults: list[Fault] = Field(default_factory=list)
     slos: list[SLO] = Field(default_factory=list)
     abort: list[AbortRule] = Field(default_factory=list)
+    datastores: list[Datastore] = Field(
+        default_factory=list,
+        description="replicated databases watched with canary rows (canary lag, lost and "
+        "divergent canaries); a lab running a database system supplies its own",
+    )
     # operator only
     schedule: str | None = Field(None, description="cron, 5 fields (operator only)")
     time_zone: str = Field("UTC", description="IANA zone of the schedule (operator only)")

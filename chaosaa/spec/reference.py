@@ -12,6 +12,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from chaosaa.durations import format_duration
+from chaosaa.spec import datastores as d
 from chaosaa.spec import model as m
 from chaosaa.spec import traffic as t
 from chaosaa.spec.faults import FAULT_MODELS, FAULT_TYPES
@@ -35,6 +36,11 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("spec.recovery", m.Recovery),
     ("spec.steadyState[]", m.SteadyStateCheck),
     ("spec.abort[]", m.AbortRule),
+    ("spec.datastores[]", d.Datastore),
+    ("spec.datastores[].credentials", d.Credentials),
+    ("spec.datastores[].regions.NAME", d.DatastoreRegion),
+    ("credentials.passwordFrom, credentials.usernameFrom", d.ValueFrom),
+    ("passwordFrom.secretKeyRef", d.SecretKeyRef),
     *((f"fault `{name}`", model) for name, model in zip(FAULT_TYPES, FAULT_MODELS, strict=True)),
     ("SLO `failoverTime`", m.FailoverTimeSLO),
     ("SLO `replicationLag`", m.ReplicationLagSLO),

@@ -33,6 +33,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, TypeVar
 
+from chaosaa.canary import Connection
 from chaosaa.errors import ChaosaaError, InvalidInputError
 from chaosaa.spec.faults import Fault, FaultBase
 from chaosaa.spec.model import Target as TargetSpec
@@ -58,8 +59,12 @@ class Endpoints:
     #: a Prometheus URL the target supplies (the lab does); the GameDay's url wins
     prometheus_url: str | None = None
     #: default PromQL the target knows for its service, keys: ``successRatio``,
-    #: ``replicationLag`` (used when an SLO gives no ``promql``)
+    #: ``replicationLag`` (used when an SLO gives no ``promql``), ``conflicts``,
+    #: ``regionReady`` (per region, label ``region``: 1 while it accepts writes)
     queries: Mapping[str, str] = field(default_factory=dict)
+    #: databases the target supplies for canaries (a lab running a database system):
+    #: datastore name -> region -> connection (credentials resolved)
+    datastores: Mapping[str, Mapping[str, Connection]] = field(default_factory=dict)
     #: how far the default queries lag behind what they measure, beyond the range
     #: query's step + scrape interval (e.g. irate needs a second scrape, and requests are
     #: counted when they complete): added to the error bound of numbers derived from them

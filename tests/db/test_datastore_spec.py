@@ -8,8 +8,8 @@ import pytest
 
 from chaosaa.canary import connections
 from chaosaa.errors import ExitCode, InvalidInputError, SpecError
-from chaosaa.spec.datastores import validate_datastores
-from chaosaa.spec.loader import parse_yaml
+from chaosaa.spec.datastores import Datastore
+from chaosaa.spec.loader import load_gameday_text
 
 GAMEDAY = """\
 apiVersion: chaosaa.io/v1alpha1
@@ -30,10 +30,9 @@ spec:
 """
 
 
-def _load(credentials: str) -> object:
+def _load(credentials: str) -> list[Datastore]:
     text = GAMEDAY.format(credentials=textwrap.indent(credentials, " " * 8))
-    data, lines = parse_yaml(text, "orders.yaml")
-    return validate_datastores(data, "orders.yaml", lines)
+    return load_gameday_text(text, "orders.yaml").spec.datastores
 
 
 def test_a_password_in_the_file_is_refused_with_file_line_and_field() -> None:
@@ -46,7 +45,7 @@ def test_a_password_in_the_file_is_refused_with_file_line_and_field() -> None:
 
 
 def test_password_from_env_is_resolved_at_run_time_only() -> None:
-    (ds,) = _load("passwordFrom: {env: ORDERS_PASSWORD}")  # type: ignore[misc]
+    (ds,) = _load("passwordFrom: {env: ORDERS_PASSWORD}")
     conns = connections(ds, env={"ORDERS_PASSWORD": "s3cret"})
     assert conns["eu"].port == 6432 and conns["us"].port == 5432
     assert conns["us"].password == "s3cret" and "s3cret" not in repr(conns["us"])
@@ -55,7 +54,7 @@ def test_password_from_env_is_resolved_at_run_time_only() -> None:
 
 
 def test_secret_key_ref_needs_a_kubernetes_reader() -> None:
-    (ds,) = _load("passwordFrom: {secretKeyRef: {name: orders-db, key: password}}")  # type: ignore[misc]
+    (ds,) = _load("passwordFrom: {secretKeyRef: {name: orders-db, key: password}}")
     assert connections(ds, env={}, read_secret=lambda ref: f"{ref.name}:{ref.key}")[
         "us"
     ].password == ("orders-db:password")
@@ -66,3 +65,21 @@ def test_secret_key_ref_needs_a_kubernetes_reader() -> None:
 def test_no_password_source_is_an_error() -> None:
     with pytest.raises(SpecError, match="no passwordFrom"):
         _load("# no passwordFrom")
+
+
+def test_datastore_regions_must_be_target_regions() -> None:
+    text = GAMEDAY.format(credentials=" " * 8 + "passwordFrom: {env: P}").replace(
+        "eu: {host: orders.eu.internal", "ap: {host: orders.ap.internal"
+    )
+    with pytest.raises(SpecError, match=r"spec.datastores\[0\].regions.ap: region 'ap' not in"):
+        load_gameday_text(text, "orders.yaml")
+
+
+def test_target_system_is_a_lab_field() -> None:
+    text = GAMEDAY.format(credentials=" " * 8 + "passwordFrom: {env: P}")
+    lab = text.replace("{kind: lab,", "{kind: lab, system: postgres-aa,")
+    assert load_gameday_text(lab, "orders.yaml").spec.target.system == "postgres-aa"
+    with pytest.raises(SpecError, match="system applies only to target kind lab"):
+        load_gameday_text(lab.replace("kind: lab", "kind: kind"), "orders.yaml")
+    with pytest.raises(SpecError, match=r"spec\.target\.system"):
+        load_gameday_text(lab.replace("postgres-aa", "oracle"), "orders.yaml")

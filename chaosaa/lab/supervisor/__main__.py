@@ -1,6 +1,6 @@
 """``python -m chaosaa.lab.supervisor --state-dir DIR --regions us,eu,ap
---prometheus-bin PATH``: the lab supervisor process, started detached by ``chaosaa lab up``
-(:mod:`chaosaa.lab.control`). It holds ``lab.lock`` for its lifetime."""
+--prometheus-bin PATH [--system NAME]``: the lab supervisor process, started detached by
+``chaosaa lab up`` (:mod:`chaosaa.lab.control`). It holds ``lab.lock`` for its lifetime."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from pathlib import Path
 from chaosaa.lab import _runtime
 from chaosaa.lab.paths import StatePaths, validate_regions
 from chaosaa.lab.supervisor.core import Supervisor
-from chaosaa.lab.supervisor.demo import DemoSystem
+from chaosaa.lab.supervisor.databases import SYSTEM_NAMES, build_system
 
 log = logging.getLogger("chaosaa.lab.supervisor")
 
@@ -31,6 +31,7 @@ def main() -> None:
     parser.add_argument(
         "--capacity", default="{}", help="JSON: region -> capacity (chaosaa.lab.capacity)"
     )
+    parser.add_argument("--system", choices=SYSTEM_NAMES, default="demo")
     args = parser.parse_args()
     _runtime.setup_logging("supervisor")
     paths = StatePaths(args.state_dir)
@@ -47,7 +48,7 @@ def main() -> None:
             paths,
             validate_regions(args.regions.split(",")),
             args.prometheus_bin,
-            DemoSystem(),
+            build_system(args.system, paths.logs),
             json.loads(args.router_policy),
             owner_pid=args.owner_pid,
             capacity=json.loads(args.capacity),

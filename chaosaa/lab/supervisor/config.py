@@ -11,11 +11,11 @@ from typing import Any
 
 import yaml
 
-from chaosaa.lab.faults import ROUTER
+from chaosaa.lab.faults import ROUTER, Link, Topology
 from chaosaa.lab.paths import StatePaths
 from chaosaa.lab.supervisor.processes import Child
 from chaosaa.lab.supervisor.sockets import HOST, free_port, listen_socket, port, url
-from chaosaa.lab.supervisor.system import Launcher, System
+from chaosaa.lab.supervisor.system import Flow, Launcher, Protocol, ReplicationLink, System
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,9 @@ class _LinkSocket:
     source: str
     target: str
     upstream_port: int
+    kind: str = "client"
+    flows: tuple[Flow, ...] = ()
+    protocol: Protocol = "http"
 
 
 class Layout:
@@ -56,13 +59,17 @@ class Layout:
         self.node_urls = {r: f"http://{HOST}:{system.entry(r)}" for r in regions}
         self.link_urls = {name: url(ls.sock) for name, ls in links.items()}
         self.link_addresses = {name: (HOST, port(ls.sock)) for name, ls in links.items()}
+        #: link name -> what a verification probe sends through it
+        self.link_protocols = {name: ls.protocol for name, ls in links.items()}
+        self._links = links
         self.link_info = {
             name: {
                 "url": url(ls.sock),
                 "upstream": f"{HOST}:{ls.upstream_port}",
-                "kind": "client" if ls.source == ROUTER else "replication",
+                "kind": ls.kind,
                 "source": ls.source,
                 "target": ls.target,
+                **({"flows": [list(f) for f in ls.flows]} if ls.flows else {}),
             }
             for name, ls in links.items()
         }
@@ -107,9 +114,7 @@ class Layout:
             (router_sock.fileno(),),
             f"{self.router_url}/healthz",
         )
-        self.prometheus_config = self._prometheus_config()
         prom_cfg = paths.run / "prometheus.yml"
-        prom_cfg.write_text(yaml.safe_dump(self.prometheus_config, sort_keys=False))
         self.children["prometheus"] = launcher.binary(
             "prometheus",
             [
@@ -122,6 +127,13 @@ class Layout:
             ],
             f"{self.prometheus_url}/-/ready",
         )
+
+        def write_prometheus_config() -> None:
+            # Written when Prometheus starts: a system's exporters run only by then.
+            config = self.prometheus_config
+            prom_cfg.write_text(yaml.safe_dump(config, sort_keys=False))
+
+        self.children["prometheus"].prepare = write_prometheus_config
 
     def _listen(self) -> socket.socket:
         s = listen_socket()
@@ -136,8 +148,23 @@ class Layout:
             links[f"{ROUTER}>{r}"] = _LinkSocket(self._listen(), ROUTER, r, self.system.entry(r))
             for rl in replication:
                 if rl.source == r:
-                    links[rl.name] = _LinkSocket(self._listen(), rl.source, rl.target, rl.port)
+                    links[rl.name] = self._link_socket(rl)
         return links
+
+    def _link_socket(self, rl: ReplicationLink) -> _LinkSocket:
+        return _LinkSocket(
+            self._listen(), rl.source, rl.target, rl.port, rl.kind, rl.data_flows, rl.protocol
+        )
+
+    @property
+    def topology(self) -> Topology:
+        """What faults act on: the links, and the namespaced regions' addresses (known
+        once the system runs)."""
+        links = tuple(
+            Link(name, ls.source, ls.target, ls.kind, ls.flows) for name, ls in self._links.items()
+        )
+        addresses = {r: net.ip for r, net in self.system.network().items()}
+        return Topology(tuple(self.regions), links, addresses, self.system.replication_ports())
 
     def close_inherited(self) -> None:
         """Close our copies of the children's sockets: they would keep ports open after a
@@ -146,7 +173,10 @@ class Layout:
             if s is not self.admin_sock:
                 s.close()
 
-    def _prometheus_config(self) -> dict[str, Any]:
+    @property
+    def prometheus_config(self) -> dict[str, Any]:
+        """``prometheus.yml``: the system's scrape jobs and the lab's own."""
+
         def job(name: str, target_url: str) -> dict[str, Any]:
             target = target_url.removeprefix("http://")
             return {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 from typing import Any
 
@@ -17,8 +18,13 @@ from chaosaa.lab.supervisor.config import Layout
 from chaosaa.lab.supervisor.processes import Processes, watch_owner
 from chaosaa.lab.supervisor.registry import FaultRegistry
 from chaosaa.lab.supervisor.status import Status
-from chaosaa.lab.supervisor.system import System
+from chaosaa.lab.supervisor.system import ConflictCollector, System
 from chaosaa.lab.supervisor.verification import Verifier
+
+log = logging.getLogger(__name__)
+
+#: how long a system's servers may take to start and replicate (databases under load)
+SYSTEM_START_LIMIT = 240.0
 
 
 class Supervisor:
@@ -40,8 +46,10 @@ class Supervisor:
         self.http = Http()
         proxy = ProxyAdmin(self.http, self.layout.proxy_url)
         self.metrics = CollectorRegistry()
-        self.faults = FaultRegistry(regions, system, self.processes, proxy, self.metrics)
-        self.verifier = Verifier(self.faults, proxy, self.layout.link_addresses)
+        self.metrics.register(ConflictCollector(system))
+        self.system = system
+        self.faults = FaultRegistry(self.layout, self.processes, proxy, self.metrics)
+        self.verifier = Verifier(self.faults, proxy, self.layout)
         self.status = Status(self.layout, self.processes, self.faults, self.http)
         #: region -> capacity document (``lab up --capacity``); checked before anything runs
         self.capacity = CapacityControl(self.layout.node_urls, self.http, capacity or {})
@@ -59,6 +67,11 @@ class Supervisor:
         await self.status.write_file()
         tasks = []
         try:
+            # The link proxy first: a system's servers dial each other through it.
+            await self.processes.spawn(["proxy"])
+            if not await self._start_system():
+                await self._shutdown.wait()
+                return
             await self.processes.spawn_all()
             self.layout.close_inherited()
             tasks = [
@@ -74,5 +87,39 @@ class Supervisor:
             await _runtime.cancel_and_wait(tasks)
             await self.faults.revert_all("lab shutting down")
             await self.processes.stop_all()
+            await self.system.stop()
             await runner.cleanup()
             await self.http.close()
+
+    async def _start_system(self) -> bool:
+        """Start the system's own servers; on failure the lab's phase is ``failed``.
+
+        A shutdown (SIGTERM, ``lab down``) meanwhile cancels the start, which stops what
+        already runs. While it starts, the status file is rewritten every half second: it
+        names what a killed supervisor would leave behind (data, namespaces)."""
+        self.status.system_detail = f"starting {self.system.name}"
+        start = asyncio.create_task(
+            self.system.start(self.layout.link_addresses, SYSTEM_START_LIMIT)
+        )
+        stop = asyncio.create_task(self._shutdown.wait())
+        try:
+            while not start.done() and not stop.done():
+                await asyncio.wait({start, stop}, timeout=0.5)
+                await self.status.write_file()
+        finally:
+            if not start.done():
+                start.cancel()
+            await _runtime.cancel_and_wait([stop])
+            await asyncio.gather(start, return_exceptions=True)
+        if start.cancelled():
+            return False
+        exc = start.exception()
+        if exc is not None:
+            log.error("system %s did not start: %s", self.system.name, exc)
+            self.status.system_detail = f"did not start: {exc}"
+            self.status.phase = "failed"
+            self.status.problems = [f"{self.system.name} did not start: {exc}"]
+            await self.status.write_file()
+            return False
+        self.status.system_detail = None
+        return True

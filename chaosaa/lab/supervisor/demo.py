@@ -4,7 +4,7 @@ replicating to every peer directly (a full mesh of replication links)."""
 from __future__ import annotations
 
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from chaosaa.lab.supervisor.processes import Child
@@ -13,6 +13,8 @@ from chaosaa.lab.supervisor.system import Launcher, Listen, ReplicationLink, Sys
 
 
 class DemoSystem(System):
+    name = "demo"
+
     def __init__(self) -> None:
         self.regions: list[str] = []
         self._socks: dict[str, socket.socket] = {}
@@ -38,15 +40,21 @@ class DemoSystem(System):
 
     def processes(self, region: str, launcher: Launcher) -> list[Child]:
         sock = self._socks[region]
-        config = {
-            "region": region,
-            "fd": sock.fileno(),
-            "db": str(launcher.paths.data / f"{region}.sqlite"),
-            "peers": {o: launcher.links[f"{region}>{o}"] for o in self.regions if o != region},
-        }
+        config = self.node_config(region, sock.fileno(), launcher)
         name = _node(region)
         health = f"http://{HOST}:{self.entry(region)}/healthz"
         return [launcher.python(name, "chaosaa.lab.node", config, (sock.fileno(),), health)]
+
+    def node_config(
+        self, region: str, fd: int, launcher: Launcher
+    ) -> dict[str, Any] | Callable[[], dict[str, Any]]:
+        """The region's node: SQLite, pushing its writes to every peer through the links."""
+        return {
+            "region": region,
+            "fd": fd,
+            "db": str(launcher.paths.data / f"{region}.sqlite"),
+            "peers": {o: launcher.links[f"{region}>{o}"] for o in self.regions if o != region},
+        }
 
     def scrape_jobs(self) -> list[dict[str, Any]]:
         return [

@@ -9,12 +9,12 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from chaosaa.lab._procfs import process_state
+from chaosaa.lab._procfs import descendants, process_state
 from chaosaa.lab.paths import child_environment
 
 log = logging.getLogger(__name__)
@@ -30,6 +30,8 @@ class Child:
     health_url: str | None = None
     proc: asyncio.subprocess.Process | None = None
     exit_reported: bool = False
+    #: called right before the process starts (writes a config known only then)
+    prepare: Callable[[], None] | None = None
 
 
 class Processes:
@@ -40,8 +42,17 @@ class Processes:
         self._log_files: list[IO[bytes]] = []
 
     async def spawn_all(self) -> None:
+        await self.spawn(list(self.children))
+
+    async def spawn(self, names: Iterable[str]) -> None:
+        """Start these children, in this order (each once)."""
         env = child_environment()
-        for child in self.children.values():
+        for name in names:
+            child = self.children[name]
+            if child.proc is not None:
+                continue
+            if child.prepare is not None:
+                await asyncio.to_thread(child.prepare)
             logf = await asyncio.to_thread(child.log_path.open, "ab")
             self._log_files.append(logf)
             child.proc = await asyncio.create_subprocess_exec(
@@ -95,18 +106,28 @@ class Processes:
 
 
 async def freeze(pids: Iterable[int]) -> None:
-    """SIGSTOP each process and return once /proc shows it stopped."""
-    await _signal(pids, signal.SIGSTOP, stopped=True)
+    """SIGSTOP each process and its descendants (a PostgreSQL server is a postmaster and
+    the backends it forked: freezing the postmaster alone would leave every open session
+    serving); return once /proc shows them stopped. A stopped parent forks no more, so
+    its descendants are listed after it stopped."""
+    for pid in pids:
+        await _signal([pid], signal.SIGSTOP, stopped=True)
+        await _signal(await asyncio.to_thread(descendants, pid), signal.SIGSTOP, stopped=True)
 
 
 async def thaw(pids: Iterable[int]) -> None:
-    """SIGCONT each process and return once /proc shows it running."""
-    await _signal(pids, signal.SIGCONT, stopped=False)
+    """SIGCONT each process and its descendants; return once /proc shows them running."""
+    for pid in pids:
+        tree = [*await asyncio.to_thread(descendants, pid), pid]
+        await _signal(tree, signal.SIGCONT, stopped=False)
 
 
 async def _signal(pids: Iterable[int], sig: signal.Signals, *, stopped: bool) -> None:
+    pids = list(pids)
     for pid in pids:
-        os.kill(pid, sig)
+        with contextlib.suppress(ProcessLookupError):  # a descendant may have exited
+            os.kill(pid, sig)
+    for pid in pids:
         await _wait_state(pid, stopped=stopped)
 
 
@@ -116,7 +137,7 @@ async def _wait_state(pid: int, *, stopped: bool, limit: float = 2.0) -> None:
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
         state = await asyncio.to_thread(process_state, pid)
-        if state is None or (state == "T") == stopped:
+        if state in (None, "Z") or (state == "T") == stopped:
             return
         await asyncio.sleep(0.005)
     log.warning(
@@ -125,7 +146,14 @@ async def _wait_state(pid: int, *, stopped: bool, limit: float = 2.0) -> None:
 
 
 async def is_stopped(pid: int) -> bool:
-    return await asyncio.to_thread(process_state, pid) == "T"
+    """The process and every descendant it has are stopped."""
+
+    def tree_stopped() -> bool:
+        return all(process_state(p) in ("T", "Z", None) for p in descendants(pid)) and (
+            process_state(pid) == "T"
+        )
+
+    return await asyncio.to_thread(tree_stopped)
 
 
 async def watch_owner(pid: int, shutdown: asyncio.Event) -> None:

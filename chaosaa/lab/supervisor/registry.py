@@ -1,8 +1,9 @@
 """The fault registry: inject, renew and revert lab faults, and the dead-man switch that
 reverts a fault nobody renews at its TTL. What a fault does comes from its plan
 (:mod:`chaosaa.lab.faults`): conditions set on the link proxy (each with the fault's TTL,
-so they also expire inside the proxy on their own) and regions whose processes are frozen
-(regionDown; reference-counted, so overlapping faults thaw a region once, at the end)."""
+so they also expire inside the proxy on their own), regions whose processes are frozen
+(regionDown; reference-counted, so overlapping faults thaw a region once, at the end), and
+node rules in the network namespaces of a system's regions (Galera)."""
 
 from __future__ import annotations
 
@@ -17,11 +18,13 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Gauge
 from pydantic import ValidationError
 
+from chaosaa.errors import FaultError
 from chaosaa.lab._runtime import iso
 from chaosaa.lab.faults import FAULT_TYPES, FaultPlan, FaultRequest, plan
 from chaosaa.lab.supervisor.client import ProxyAdmin
+from chaosaa.lab.supervisor.config import Layout
+from chaosaa.lab.supervisor.netrules import AppliedRules, Namespaces
 from chaosaa.lab.supervisor.processes import Processes, freeze, thaw
-from chaosaa.lab.supervisor.system import System
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +50,7 @@ class ActiveFault:
     created_unix: float = field(default_factory=time.time)
     condition_ids: list[str] = field(default_factory=list)
     stopped: list[str] = field(default_factory=list)
+    rules: list[AppliedRules] = field(default_factory=list)
     state: str = "active"
     reverted_unix: float | None = None
     revert_reason: str | None = None
@@ -66,6 +70,10 @@ class ActiveFault:
             "conditions": self.plan.conditions,
             "conditionIds": self.condition_ids,
             "stoppedRegions": self.stopped,
+            "rules": [
+                {"region": region, "rule": rule.to_spec(), "does": rule.describe()}
+                for region, rule in self.plan.rules
+            ],
             "revertedAt": iso(self.reverted_unix) if self.reverted_unix else None,
             "revertReason": self.revert_reason,
         }
@@ -74,15 +82,16 @@ class ActiveFault:
 class FaultRegistry:
     def __init__(
         self,
-        regions: list[str],
-        system: System,
+        layout: Layout,
         processes: Processes,
         proxy: ProxyAdmin,
         metrics: CollectorRegistry,
     ) -> None:
-        self.regions = regions
-        self.system = system
+        self.layout = layout
+        self.regions = layout.regions
+        self.system = layout.system
         self.processes = processes
+        self.namespaces = Namespaces(self.system.network)
         self.proxy = proxy
         self.faults: dict[str, ActiveFault] = {}
         self.history: list[ActiveFault] = []
@@ -114,22 +123,25 @@ class FaultRegistry:
         return {r for r, n in self._stop_refs.items() if n > 0}
 
     def pids(self, region: str) -> list[int]:
-        """The running processes regionDown freezes in ``region``."""
+        """The running processes regionDown freezes in ``region`` (the lab's children and
+        the system's own servers)."""
         pids = [self.processes.running_pid(name) for name in self.system.frozen(region)]
         if None in pids:
             raise FaultApiError(409, f"node {region} is not running")
-        return [pid for pid in pids if pid is not None]
+        return [pid for pid in pids if pid is not None] + self.system.foreign_pids(region)
 
     async def inject(self, body: dict[str, Any]) -> ActiveFault:
         try:
             req = FaultRequest.model_validate(body)
-            fplan = plan(req, self.regions)
+            if req.id is None:
+                req = req.model_copy(update={"id": f"f-{uuid.uuid4().hex[:10]}"})
+            fplan = plan(req, self.layout.topology)
         except ValidationError as exc:
             raise FaultApiError(400, _validation_message(exc)) from exc
         except ValueError as exc:
             raise FaultApiError(400, str(exc)) from exc
         async with self._lock:
-            fid = req.id or f"f-{uuid.uuid4().hex[:10]}"
+            fid = str(req.id)
             if fid in self.faults:
                 raise FaultApiError(409, f"fault {fid!r} is active; renew or delete it")
             ttl = req.ttl_seconds
@@ -150,6 +162,11 @@ class FaultRegistry:
                     self._stop_refs[region] = self._stop_refs.get(region, 0) + 1
                     fault.stopped.append(region)
                     self.stopped_gauge.labels(region).set(1)
+                for region, rule in fplan.rules:
+                    try:
+                        fault.rules.append(await self.namespaces.apply(region, rule))
+                    except FaultError as exc:
+                        raise FaultApiError(422, f"region {region}: {exc}") from exc
             except BaseException:
                 await self._undo(fault)
                 raise
@@ -209,6 +226,8 @@ class FaultRegistry:
                         await self.revert(fid, "ttl expired")
 
     async def _undo(self, fault: ActiveFault) -> None:
+        for applied in fault.rules:
+            await self.namespaces.revert(applied)
         for cid in fault.condition_ids:
             await self.proxy.delete_quietly(f"/conditions/{cid}")
         for region in fault.stopped:

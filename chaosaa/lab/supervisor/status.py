@@ -36,6 +36,8 @@ class Status:
         self.started_unix = time.time()
         self.phase = "starting"
         self.problems: list[str] = []
+        #: what the system's own servers are doing while they start (None: started)
+        self.system_detail: str | None = None
 
     async def become_ready(self, prepare: Callable[[], Awaitable[None]] | None = None) -> None:
         """Wait until every component is healthy, ``prepare`` the lab (e.g. its capacity),
@@ -67,6 +69,11 @@ class Status:
         urls = {n: layout.children[n].health_url for n in layout.components}
         results = await asyncio.gather(*(self._component(n, u) for n, u in urls.items()))
         components = dict(zip(urls, results, strict=True))
+        health = self.layout.system.health()
+        if health is not None:
+            if self.system_detail is not None:
+                health = {"healthy": False, "pid": None, "detail": self.system_detail}
+            components[self.layout.system.name] = health
         router_view: dict[str, Any] = {}
         ok, body = await self.http.check(f"{layout.router_url}/router/state")
         if ok and isinstance(body, dict):
@@ -106,6 +113,8 @@ class Status:
                 for r in layout.regions
             },
         }
+        # Only the file (mode 0600) carries the databases' credentials, for the canaries.
+        doc["system"] = {**doc["system"], **layout.system.secrets()}
         await asyncio.to_thread(_atomic_write, layout.paths.status, json.dumps(doc, indent=2))
 
     def _static(self) -> dict[str, Any]:
@@ -126,6 +135,7 @@ class Status:
             "links": layout.link_info,
             "logs": str(layout.paths.logs),
             "regionNames": layout.regions,
+            "system": layout.system.describe(),
         }
 
     async def _component(self, name: str, url: str | None) -> dict[str, Any]:
@@ -164,5 +174,8 @@ class Status:
 
 def _atomic_write(path: Path, text: str) -> None:
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(text)
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
     os.replace(tmp, path)

@@ -1,19 +1,22 @@
 """``GET /faults/{id}/verify``: is a fault in place (active) or gone (reverted)? The proxy's
-read-back of the fault's conditions, the frozen processes' state, and probes through the
-links (see :mod:`chaosaa.lab.verify`), gathered concurrently."""
+read-back of the fault's conditions, the frozen processes' state, probes through the links
+(see :mod:`chaosaa.lab.verify`), and for node rules in namespaced regions their read-back
+(nft table, tc qdiscs) and a connection attempt from inside the namespace, gathered
+concurrently."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from chaosaa.lab.faults import resets_connections
 from chaosaa.lab.supervisor.client import ProxyAdmin
+from chaosaa.lab.supervisor.config import Layout
+from chaosaa.lab.supervisor.netrules import AppliedRules
 from chaosaa.lab.supervisor.processes import is_stopped
 from chaosaa.lab.supervisor.registry import ActiveFault, FaultApiError, FaultRegistry
-from chaosaa.lab.verify import Check, probe_checks, readback_checks
+from chaosaa.lab.verify import ANSWER_TIMEOUT, HOLD_WINDOW, Check, probe_checks, readback_checks
 
 
 @dataclass(frozen=True)
@@ -27,21 +30,17 @@ class _Surroundings:
 
 
 class Verifier:
-    def __init__(
-        self,
-        registry: FaultRegistry,
-        proxy: ProxyAdmin,
-        link_addresses: Mapping[str, tuple[str, int]],
-    ) -> None:
+    def __init__(self, registry: FaultRegistry, proxy: ProxyAdmin, layout: Layout) -> None:
         self.registry = registry
         self.proxy = proxy
-        self.link_addresses = link_addresses
+        self.layout = layout
+        self.link_addresses = layout.link_addresses
 
     async def verify(self, fid: str) -> dict[str, Any]:
         fault = self.registry.find(fid)
         active = fault.state == "active"
         around = self._surroundings(fid)
-        conditions, links, process, probes = await asyncio.gather(
+        conditions, links, process, probes, rules = await asyncio.gather(
             self.proxy.get("/conditions"),
             self.proxy.get("/links"),
             self._process_checks(fault, active),
@@ -51,7 +50,9 @@ class Verifier:
                 active=active,
                 skip=around.unprobeable,
                 dropped=around.dropped,
+                protocols=self.layout.link_protocols,
             ),
+            self._rule_checks(fault, active),
         )
         checks = readback_checks(
             zip(fault.condition_ids, fault.plan.conditions, strict=False),
@@ -62,7 +63,7 @@ class Verifier:
         )
         if fault.condition_ids and not (conditions and links):
             checks.append({"check": "link proxy answers", "ok": False})
-        checks += process + probes
+        checks += process + probes + rules
         return {
             "id": fid,
             "state": fault.state,
@@ -108,5 +109,40 @@ class Verifier:
             stopped = bool(pids) and all([await is_stopped(pid) for pid in pids])
             checks.append(
                 {"check": f"node {region} stopped", "ok": stopped == active, "stopped": stopped}
+            )
+        return checks
+
+    async def _rule_checks(self, fault: ActiveFault, active: bool) -> list[Check]:
+        """Node rules: read back in the namespace, and, for a cut, a connection from inside
+        the source region to each peer that gets no answer (or, after the revert, does)."""
+        others = [f for f in self.registry.faults.values() if f.id != fault.id]
+        busy = {applied.region for f in others for applied in f.rules}
+        checks = await asyncio.gather(
+            *(self._rule_check(applied, active, busy) for applied in fault.rules)
+        )
+        return [c for group in checks for c in group]
+
+    async def _rule_check(self, applied: AppliedRules, active: bool, busy: set[str]) -> list[Check]:
+        spaces = self.registry.namespaces
+        rule, region = applied.rules.fault, applied.region
+        ports = self.layout.system.replication_ports()
+        ok = await (spaces.in_place(applied) if active else spaces.removed(applied))
+        word = "in place" if active else "removed"
+        checks: list[Check] = [{"check": f"node rules {rule.key} in {region} {word}", "ok": ok}]
+        if not rule.uses_nft or rule.type == "packetLoss" or not ports:
+            return checks  # a rate or a probability: read back only
+        if not active and region in busy:
+            return checks  # another fault's rules there would hold the probe
+        window = HOLD_WINDOW if active else ANSWER_TIMEOUT
+        expect = "held" if active else "connected"
+        ips = [peer.split("/", 1)[0] for peer in rule.peers]
+        seen = await asyncio.gather(*(spaces.reach(region, ip, ports[0], window) for ip in ips))
+        for ip, outcome in zip(ips, seen, strict=True):
+            checks.append(
+                {
+                    "check": f"{region} -> {ip}:{ports[0]} {'cut' if active else 'open'}",
+                    "ok": outcome == expect,
+                    "probe": {"outcome": outcome},
+                }
             )
         return checks

@@ -22,7 +22,8 @@ from typing import ClassVar, Literal
 
 from chaosaa.canary.stores import ddl as canary_ddl
 from chaosaa.lab.storage import KV_DDL
-from chaosaa.lab.systems._proc import HOST, ServerProcess, SystemError_
+from chaosaa.lab.systems._proc import HOST, DataRoot, ServerProcess, SystemError_
+from chaosaa.lab.systems.netns import RegionNamespace
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +152,15 @@ class DatabaseSystem(abc.ABC):
     #: "proxy": replication paths go through the lab's link proxies (``routes``);
     #: "netns": every region in its own network namespace, faults as node rules
     routing: ClassVar[Literal["proxy", "netns"]] = "proxy"
+    #: PromQL for replication lag in seconds from the exporters, where they tell it (else
+    #: canary lag is the only seconds figure)
+    lag_query: ClassVar[str | None] = None
+    #: PromQL, per region (label ``region``): 1 while the region's server accepts writes
+    ready_query: ClassVar[str | None] = None
+    #: TCP ports of replication between namespaced regions (replicationLag acts on them)
+    replication_ports: ClassVar[tuple[int, ...]] = ()
+    #: PromQL: conflicts the system resolved so far (a counter summed over regions)
+    conflicts_query: ClassVar[str | None] = None
 
     def __init__(self, regions: Sequence[str], log_dir: Path, *, exporters: bool = True) -> None:
         if len(regions) < 1 or len(set(regions)) != len(regions):
@@ -162,7 +172,10 @@ class DatabaseSystem(abc.ABC):
         self._process_region: dict[str, str] = {}
         self.exporters: dict[str, Exporter] = {}
         self.routes: dict[str, Address] = {}
+        #: the servers' data (created at start, removed at stop)
+        self.root: DataRoot | None = None
         self._started = False
+        self._ready = False
 
     # -- what the lab needs before start -------------------------------------------------
     @classmethod
@@ -194,11 +207,13 @@ class DatabaseSystem(abc.ABC):
         except BaseException:
             await self.stop()
             raise
+        self._ready = True
 
     async def stop(self) -> None:
         """Stop every process and remove every data directory; idempotent."""
         if not self._started:
             return
+        self._ready = False
         try:
             await self._stop()
         finally:
@@ -224,6 +239,25 @@ class DatabaseSystem(abc.ABC):
     @abc.abstractmethod
     def databases(self) -> dict[str, RegionDatabase]:
         """Per region: where its node reads and writes."""
+
+    @property
+    def started(self) -> bool:
+        """Every server (and exporter) runs and replicates: :meth:`start` returned."""
+        return self._ready
+
+    def namespaces(self) -> dict[str, RegionNamespace]:
+        """Per region its network namespace (``routing == "netns"``), else empty."""
+        return {}
+
+    def conflicts(self) -> dict[str, int]:
+        """Per region, conflicts resolved so far by discarding an incoming write, where the
+        system tells only in its logs (the lab exports them as a counter)."""
+        return {}
+
+    def leftovers(self) -> dict[str, list[str]]:
+        """What a crashed lab must remove (its processes died with it): the data
+        directory and the network namespaces, for ``chaosaa lab down``."""
+        return {"dataDirs": [str(self.root.path)] if self.root else [], "namespaces": []}
 
     def pids(self, region: str) -> list[int]:
         """Server processes of ``region`` (regionDown freezes these with the node)."""

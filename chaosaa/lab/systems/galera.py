@@ -57,6 +57,13 @@ class Galera(DatabaseSystem):
     name: ClassVar[str] = "galera"
     kind = "mysql"
     routing = "netns"
+    ready_query: ClassVar[str | None] = "mysql_global_status_wsrep_ready"
+    replication_ports: ClassVar[tuple[int, ...]] = (GCOMM_PORT, IST_PORT, SST_PORT)
+    #: transactions certification refused or aborted for a conflicting write elsewhere
+    conflicts_query: ClassVar[str | None] = (
+        "sum(mysql_global_status_wsrep_local_cert_failures)"
+        " + sum(mysql_global_status_wsrep_local_bf_aborts)"
+    )
     description: ClassVar[str] = (
         "MariaDB Galera cluster, one node per region, every region writable; quorum: a "
         "minority region refuses writes"
@@ -99,7 +106,6 @@ class Galera(DatabaseSystem):
         self.user = ServerUser.for_service("mysql")
         self.password = secrets.token_hex(12)
         self._data_base = data_base
-        self.root: DataRoot | None = None
         self.network = netns.RegionNetwork(self.regions)
 
     @classmethod
@@ -119,6 +125,12 @@ class Galera(DatabaseSystem):
         # No proxied paths: peers learn each other's real addresses, so faults act on the
         # namespaces (node rules), never on a proxy.
         return []
+
+    def namespaces(self) -> dict[str, netns.RegionNamespace]:
+        return dict(self.network.namespaces)
+
+    def leftovers(self) -> dict[str, list[str]]:
+        return {**super().leftovers(), "namespaces": self.network.created}
 
     def _endpoint(self, region: str) -> DbEndpoint:
         ip = self.network.namespaces[region].ip

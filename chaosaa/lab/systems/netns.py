@@ -76,6 +76,11 @@ class RegionNetwork:
         self._created: list[str] = []
 
     @property
+    def created(self) -> list[str]:
+        """The namespaces made so far (deleting them removes every device)."""
+        return list(self._created)
+
+    @property
     def host_ip(self) -> str:
         return f"{SUBNET_BASE}.{self.subnet}.254"
 

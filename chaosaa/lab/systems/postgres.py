@@ -247,7 +247,6 @@ class _PostgresSystem(DatabaseSystem):
         self.user = ServerUser.for_service("postgres")
         self.password = secrets.token_hex(12)
         self._data_base = data_base
-        self.root: DataRoot | None = None
         # Ports are chosen now so that paths() can name every upstream before start.
         self._ports = {r: free_port() for r in self.regions}
         self.servers: dict[str, PgServer] = {}
@@ -315,6 +314,7 @@ class PostgresHA(_PostgresSystem):
         "PostgreSQL primary in the first region, streaming-replication hot standbys in the "
         "others; every region's node writes to the primary and reads locally"
     )
+    lag_query: ClassVar[str | None] = "max(pg_replication_lag)"
     lag_metrics: ClassVar[tuple[LagMetric, ...]] = (
         LagMetric(
             "pg_replication_lag",
@@ -440,6 +440,33 @@ class PostgresAA(_PostgresSystem):
             "exposes no lag in seconds; canary lag gives the seconds",
         ),
     )
+    #: pglogical tells resolved conflicts only in the server log (see :meth:`conflicts`)
+    conflicts_query: ClassVar[str | None] = "sum(chaosaa_lab_conflicts_total)"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: region -> (log bytes read so far, conflicts counted in them)
+        self._conflict_scan: dict[str, tuple[int, int]] = {}
+
+    def conflicts(self) -> dict[str, int]:
+        """Per region, incoming changes pglogical discarded because the local row was newer
+        (``Resolution: keep_local``): the writes last-update-wins lost, as the demo counts
+        its own conflicts. Read incrementally from each server's log."""
+        out = {}
+        for region, server in self.servers.items():
+            offset, count = self._conflict_scan.get(region, (0, 0))
+            try:
+                with server.process.log_path.open("rb") as f:
+                    f.seek(offset)
+                    chunk = f.read()
+            except OSError:
+                chunk = b""
+            # Count whole lines only; a partial last line is read again next time.
+            complete = chunk[: chunk.rfind(b"\n") + 1]
+            count += complete.count(b"Resolution: keep_local")
+            self._conflict_scan[region] = (offset + len(complete), count)
+            out[region] = count
+        return out
 
     def paths(self) -> list[ReplicationPath]:
         # The subscriber (target) connects to the provider (source) and pulls its changes.
@@ -473,6 +500,8 @@ class PostgresAA(_PostgresSystem):
                     "port": str(s.port),
                     "shared_preload_libraries": "'pglogical'",
                     "pglogical.conflict_resolution": "'last_update_wins'",
+                    # logged (log_min_messages is warning): how conflicts are counted
+                    "pglogical.conflict_log_level": "'warning'",
                     "max_worker_processes": "24",
                 }
             )

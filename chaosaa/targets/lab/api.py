@@ -79,7 +79,7 @@ class LabApi:
         except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
             why = str(exc) or type(exc).__name__
             if isinstance(exc, TimeoutError):
-                why = f"no answer within {_HTTP_TIMEOUT.total:g}s"
+                why = f"no answer within {_HTTP_TIMEOUT:g}s"
             raise TargetUnreachableError(f"lab {method} {url}: {why}") from exc
 
     async def supervisor_call(

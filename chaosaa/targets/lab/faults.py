@@ -128,7 +128,10 @@ class ReplicationLagOnLab(SupervisorFault[ReplicationLagFault]):
 
 
 class RegionDownOnLab(SupervisorFault[RegionDownFault]):
-    mechanism = "SIGSTOP the region's demo node process, SIGCONT on revert"
+    mechanism = (
+        "SIGSTOP the region's node process (and its database server and exporter, with "
+        "every descendant), SIGCONT on revert"
+    )
 
 
 class BandwidthOnLab(LinkFault[BandwidthFault]):

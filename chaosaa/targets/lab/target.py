@@ -1,9 +1,15 @@
 """The ``lab`` target: the local multi-region lab, driven only through its HTTP APIs.
 
 The lab is found through its status file (``<state dir>/lab.json``, which names the
-supervisor URL); everything else is HTTP, exactly as for a remote deployment. When no lab
-is running and ``options.ephemeral`` is set, ``open`` starts one with ``chaosaa lab up``
-in a temporary state directory and ``close`` stops it with ``chaosaa lab down``.
+supervisor URL and, for a database system, the databases' credentials); everything else
+is HTTP, exactly as for a remote deployment. When no lab is running and
+``options.ephemeral`` is set, ``open`` starts one with ``chaosaa lab up`` (``--system``
+from ``target.system``) in a temporary state directory and ``close`` stops it with
+``chaosaa lab down``.
+
+What the lab runs decides the default queries: the demo's own metrics, or the database
+system's exporters (``lab.json`` names its lag, readiness and conflict queries); a
+database system also supplies its datastore, so the engine's canaries watch it.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import time
 from pathlib import Path
 from typing import Any, ClassVar
 
+from chaosaa.canary import Connection
 from chaosaa.errors import LeaseHeldError, TargetUnreachableError
 from chaosaa.spec.faults import Fault
 from chaosaa.spec.model import Target as TargetSpec
@@ -31,6 +38,8 @@ ENV_STATE_DIR = "CHAOSAA_LAB_STATE"
 STATUS_FILE = "lab.json"
 _ID_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 _UP_TIMEOUT = 120.0
+#: a database system starts its servers first (slow on a loaded machine)
+_UP_TIMEOUT_DATABASES = 360.0
 
 SUCCESS_RATIO = (
     'sum(irate(chaosaa_router_requests_total{code!~"5.."}[5s]))'
@@ -70,6 +79,8 @@ class LabTarget(Target):
         self._owns_tempdir = False
         #: what the run set up on the lab (its capacity), for the report's timeline
         self._setup_events: list[TargetEvent] = []
+        #: the database system's section of lab.json (with credentials), if any
+        self._system: dict[str, Any] = {}
         super().__init__(spec, options)
 
     def settings(self) -> list[str]:
@@ -77,6 +88,11 @@ class LabTarget(Target):
             f"capacity of {region}: {capacity.describe()}"
             for region, capacity in self.spec.lab_capacity().items()
         ]
+
+    @property
+    def system(self) -> str:
+        """What the GameDay needs the lab to run (``target.system``, default the demo)."""
+        return self.spec.system or "demo"
 
     def handler_context(self) -> LabApi:
         return self.api
@@ -112,7 +128,16 @@ class LabTarget(Target):
                 f"the lab in {self.state_dir} has regions {', '.join(status['regions'])}; "
                 f"the GameDay needs {', '.join(sorted(missing))}"
             )
+        running = (status.get("system") or {}).get("name", "demo")
+        if self.spec.system is not None and running != self.spec.system:
+            raise TargetUnreachableError(
+                f"the lab in {self.state_dir} runs system {running}; the GameDay needs "
+                f"{self.spec.system} (target.system): stop it with `chaosaa lab down` or use "
+                "another lab state directory"
+            )
         self.api.status = status
+        doc = await asyncio.to_thread(_read_status_file, self.state_dir) or {}
+        self._system = dict(doc.get("system") or {})
         return self.endpoints()
 
     def endpoints(self) -> Endpoints:
@@ -123,13 +148,43 @@ class LabTarget(Target):
             # its client link is cut (canary lag, lost-write read-back).
             regions={r: str(s["regions"][r]["nodeUrl"]) for r in self.spec.regions},
             prometheus_url=str(s["prometheus"]),
-            queries={
-                "successRatio": SUCCESS_RATIO,
-                "replicationLag": REPLICATION_LAG,
-                "conflicts": CONFLICTS,
-            },
+            queries=self._queries(),
             query_delay_seconds=SUCCESS_RATIO_DELAY,
+            datastores=self._datastores(),
         )
+
+    def _queries(self) -> dict[str, str]:
+        """The demo's metrics, or the database system's (where it has one of each)."""
+        queries = {"successRatio": SUCCESS_RATIO}
+        if self._system.get("name", "demo") == "demo":
+            return {**queries, "replicationLag": REPLICATION_LAG, "conflicts": CONFLICTS}
+        for key, field in (
+            ("replicationLag", "lagQuery"),
+            ("conflicts", "conflictsQuery"),
+            ("regionReady", "readyQuery"),
+        ):
+            if self._system.get(field):
+                queries[key] = str(self._system[field])
+        return queries
+
+    def _datastores(self) -> dict[str, dict[str, Connection]]:
+        """The database system's own datastore: each region's server, for the canaries."""
+        store = self._system.get("datastore")
+        if not store:
+            return {}
+        conns = {
+            r: Connection(
+                kind=store["kind"],
+                host=str(c["host"]),
+                port=int(c["port"]),
+                user=str(c["user"]),
+                password=str(c["password"]),
+                database=str(c["database"]),
+            )
+            for r, c in store["regions"].items()
+            if r in self.spec.regions
+        }
+        return {str(self._system["name"]): conns} if len(conns) >= 2 else {}
 
     async def _discover(self, state_dir: Path) -> dict[str, Any] | None:
         doc = await asyncio.to_thread(_read_status_file, state_dir)
@@ -155,6 +210,8 @@ class LabTarget(Target):
             "up",
             "--regions",
             ",".join(self.spec.regions),
+            "--system",
+            self.system,
             "-o",
             "json",
             "--owner-pid",
@@ -194,12 +251,13 @@ class LabTarget(Target):
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )
+        limit = _UP_TIMEOUT if self.system == "demo" else _UP_TIMEOUT_DATABASES
         try:
-            out, err = await asyncio.wait_for(proc.communicate(), _UP_TIMEOUT)
+            out, err = await asyncio.wait_for(proc.communicate(), limit)
         except TimeoutError:
             proc.kill()
             await proc.wait()
-            return 1, "", f"`chaosaa lab {args[0]}` timed out after {_UP_TIMEOUT:g}s"
+            return 1, "", f"`chaosaa lab {args[0]}` timed out after {limit:g}s"
         return proc.returncode or 0, out.decode(), err.decode()
 
     async def close(self) -> None:

@@ -261,12 +261,15 @@ def _cel_constraints(expr: str, constraints: dict[str, Any], s: dict[str, Any]) 
             continue  # folded into minimum/maximum
         else:
             raise ValueError(f"no CEL for {key} in {s}")
-    check = " && ".join(checks) or "true"
-    return f"{expr} == null || ({check})" if s.get("nullable") else check
+    # a nullable field set to null is absent to CEL: the caller's `!has(...)` covers it
+    return " && ".join(checks) or "true"
 
 
 def _describe(s: dict[str, Any]) -> str:
     kind = s.get("type")
+    if "enum" in s:
+        *first, last = s["enum"]
+        return f"must be {', '.join(first)} or {last}" if first else f"must be {last}"
     if kind == "string" and "ms|s|m|h|d" in s.get("pattern", ""):
         return "must be a duration such as 30s"
     if kind == "integer":

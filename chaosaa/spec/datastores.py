@@ -101,7 +101,7 @@ class Datastore(Model):
     )
     credentials: Credentials = Field(description="how to log in (password by reference only)")
     regions: dict[RegionName, DatastoreRegion] = Field(
-        min_length=2, description="one endpoint per region (at least two)"
+        min_length=2, max_length=16, description="one endpoint per region (2 to 16)"
     )
     interval: Duration = Field(0.2, gt=0, description="one canary per region this often")
     poll_interval: Duration = Field(

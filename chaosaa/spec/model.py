@@ -413,6 +413,7 @@ class GameDaySpec(Model):
     abort: list[AbortRule] = Field(default_factory=list)
     datastores: list[Datastore] = Field(
         default_factory=list,
+        max_length=8,
         description="replicated databases watched with canary rows (canary lag, lost and "
         "divergent canaries); a lab running a database system supplies its own",
     )

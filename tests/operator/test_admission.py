@@ -70,13 +70,20 @@ def edit(path: str, value: Any) -> dict[str, Any]:
 
 
 DELETE = object()
+LAG = {"name": "lag", "type": "replicationLag", "max": "5s"}
+
+
+def test_a_nullable_field_set_to_null_is_admitted(cluster: Cluster) -> None:
+    """A null is absent to CEL: the per-type rule on `source` must not trip over it."""
+    out = create(cluster, edit("slos.0", LAG | {"source": None}))
+    assert out["spec"]["slos"][0]["name"] == "lag"
 
 
 def test_a_valid_gameday_and_every_experiment_are_admitted(cluster: Cluster) -> None:
     out = create(cluster, VALID)
     assert out["spec"]["concurrencyPolicy"] == "Forbid"  # defaults the apiserver fills in
     assert out["spec"]["suspend"] is False and out["spec"]["timeZone"] == "UTC"
-    for path in sorted((REPO / "experiments").glob("*.yaml")):
+    for path in sorted((REPO / "experiments").rglob("*.yaml")):
         doc = yaml.safe_load(path.read_text())
         create(cluster, doc["spec"], doc["metadata"]["name"])
 
@@ -95,6 +102,7 @@ def test_a_valid_gameday_and_every_experiment_are_admitted(cluster: Cluster) -> 
         ("slos.0.type", "uptime", 'Unsupported value: \\"uptime\\"'),
         ("slos.0.recoverWithin", "5s", "type failoverTime takes none of"),
         ("faults.0.name", "EU_dark", "spec.faults[0].name in body should match"),
+        ("slos.0", LAG | {"source": "guess"}, "source: must be prometheus, canary or both"),
     ],
 )
 def test_the_schema_rejects_at_admission(

@@ -40,7 +40,9 @@ from chaosaa.kindsetup.targetfile import (
     write_target_file,
 )
 from chaosaa.kindsetup.topology import IMAGE, NAMESPACE, RegionCluster, Topology
-from chaosaa.rules.generate import disarm_all_command
+from chaosaa.rules.shell import (
+    disarm_all_command,
+)
 from chaosaa.targets.kind.nodes import host_state_dir
 
 DOCKERFILE = Path("deploy") / "Dockerfile"

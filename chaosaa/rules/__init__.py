@@ -26,24 +26,26 @@ from chaosaa.rules.generate import (
     Command,
     NodeRules,
     absent,
+    owned,
+    present,
+    probe,
+    readback,
+    rules_for,
+    teardown,
+)
+from chaosaa.rules.model import ALWAYS_LOCAL, NODE_FAULT_TYPES, NodeFault, fault_key, node_faults
+from chaosaa.rules.shell import (
     arm_commands,
     disarm_all_command,
     disarm_command,
     inventory_command,
-    owned,
     parse_inventory,
-    present,
-    probe,
-    readback,
     render_checked_sh,
     render_sh,
     renew_command,
-    rules_for,
-    teardown,
     watchdog_command,
     watchdog_script,
 )
-from chaosaa.rules.model import ALWAYS_LOCAL, NODE_FAULT_TYPES, NodeFault, fault_key, node_faults
 
 __all__ = [
     "ALWAYS_LOCAL",

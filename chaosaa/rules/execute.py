@@ -15,7 +15,14 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from chaosaa.errors import FaultError
-from chaosaa.rules.generate import FAILED_MARK, READBACK_MARK, Command, render_checked_sh
+from chaosaa.rules.generate import (
+    Command,
+)
+from chaosaa.rules.shell import (
+    FAILED_MARK,
+    READBACK_MARK,
+    render_checked_sh,
+)
 
 Transport = Callable[[Sequence[str], str | None], Awaitable[tuple[int, str, str]]]
 

@@ -16,7 +16,9 @@ from chaosaa.agent.node import NodeShell
 from chaosaa.lab.storage import StorageError, open_storage
 from chaosaa.lab.systems import SYSTEMS, Galera
 from chaosaa.rules.execute import execute
-from chaosaa.rules.generate import rules_for
+from chaosaa.rules.generate import (
+    rules_for,
+)
 from chaosaa.rules.model import NodeFault
 from tests.db.helpers import (
     canary_probe,

@@ -24,7 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from chaosaa.kindsetup.topology import DEFAULT_REGIONS
-from chaosaa.rules.generate import WATCHDOG_MARK
+from chaosaa.rules.shell import (
+    WATCHDOG_MARK,
+)
 from chaosaa.targets.kind.target import CLUSTER_LABEL
 
 REPO = Path(__file__).resolve().parents[2]

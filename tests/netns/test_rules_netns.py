@@ -28,7 +28,9 @@ from chaosaa.rules import (
     teardown,
     watchdog_script,
 )
-from chaosaa.rules.generate import NodeRules
+from chaosaa.rules.generate import (
+    NodeRules,
+)
 from tests.netns.helpers import (
     Link,
     Netns,

@@ -12,8 +12,11 @@ from typing import Any
 import pytest
 
 from chaosaa.errors import FaultError, LeaseHeldError, TargetUnreachableError
-from chaosaa.rules.generate import FAILED_MARK, READBACK_MARK
 from chaosaa.rules.model import fault_key
+from chaosaa.rules.shell import (
+    FAILED_MARK,
+    READBACK_MARK,
+)
 from chaosaa.spec.loader import validate_gameday
 from chaosaa.targets.base import TargetOptions
 from chaosaa.targets.kind import KindTarget

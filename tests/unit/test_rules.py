@@ -28,7 +28,11 @@ from chaosaa.rules import (
     watchdog_script,
 )
 from chaosaa.rules import resource as nf
-from chaosaa.rules.generate import chain_names, nft_apply, nft_revert
+from chaosaa.rules.generate import (
+    chain_names,
+    nft_apply,
+    nft_revert,
+)
 from chaosaa.spec.loader import validate_gameday
 
 ADDRS = {

@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 
 from chaosaa.rules.execute import RuleError, ScriptOutcome, execute_script, run_process
-from chaosaa.rules.generate import Command
+from chaosaa.rules.generate import (
+    Command,
+)
 
 
 async def local(argv: Sequence[str], stdin: str | None) -> tuple[int, str, str]:

@@ -27,14 +27,16 @@ from chaosaa.rules.generate import (
     Command,
     NodeRules,
     absent,
-    disarm_command,
     present,
     probe,
-    renew_command,
     rules_for,
-    watchdog_command,
 )
 from chaosaa.rules.model import NodeFault, fault_key, node_faults
+from chaosaa.rules.shell import (
+    disarm_command,
+    renew_command,
+    watchdog_command,
+)
 from chaosaa.spec.faults import (
     BandwidthFault,
     BlackholeFault,

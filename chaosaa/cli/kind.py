@@ -201,9 +201,9 @@ def operator(
 
     The hub (first region) gets the operator and the agent DaemonSet, every other region
     the agent only (operator.enabled=false), all in namespace chaosaa-system, image
-    chaosaa-demo:kind (rebuilt and `kind load`ed unless --no-build). Each other region's
-    kubeconfig, with its API server's in-docker-network address (`kind get kubeconfig
-    --internal`), becomes Secret chaosaa-kubeconfig-<region> in the hub: the Secrets
+    chaosaa-demo:kind (rebuilt and `kind load`ed unless --no-build). Each region's
+    kubeconfig (the hub's too), with its API server's in-docker-network address (`kind get
+    kubeconfig --internal`), becomes Secret chaosaa-kubeconfig-<region> in the hub: the Secrets
     experiments/kind/operator/*.yaml name.
 
     \b

@@ -3,7 +3,8 @@
 On clusters ``chaosaa kind up`` made (whose demo image is also the operator's: one
 deploy/Dockerfile): rebuild and ``kind load`` the image → ``helm upgrade --install`` the
 chart in the hub (operator + agent DaemonSet) → in every other region the agent only
-(``operator.enabled=false``) → per other region a kubeconfig Secret in the hub, from
+(``operator.enabled=false``) → per region (the hub too: its runs reach every region the
+same way, by context) a kubeconfig Secret in the hub, from
 ``kind get kubeconfig --internal`` (the API server's address on the docker network, which
 the hub's pods reach; 127.0.0.1 would be the pod itself).
 """
@@ -60,13 +61,21 @@ class OperatorInstall:
             s.load_image()
         hub = s.topology.hub
         others = [rc for rc in s.topology.regions if rc.region != hub.region]
-        self.helm_install(hub, operator=True, secrets=[secret_name(rc.region) for rc in others])
+        regions = list(s.topology.regions)
+        self.helm_install(
+            hub,
+            operator=True,
+            secrets=[secret_name(rc.region) for rc in regions],
+            contexts=[rc.context for rc in regions],
+        )
         for rc in others:
-            self.helm_install(rc, operator=False, secrets=[])
-        for rc in others:
+            self.helm_install(rc, operator=False, secrets=[], contexts=[])
+        for rc in regions:
             self.kubeconfig_secret(hub, rc)
 
-    def helm_install(self, rc: RegionCluster, *, operator: bool, secrets: list[str]) -> None:
+    def helm_install(
+        self, rc: RegionCluster, *, operator: bool, secrets: list[str], contexts: list[str]
+    ) -> None:
         s = self.setup
         repo, _, tag = s.image.rpartition(":")
         what = "operator and agent" if operator else "agent only"
@@ -80,6 +89,8 @@ class OperatorInstall:
         ]
         if secrets:
             values.append("operator.kubeconfigSecrets={" + ",".join(secrets) + "}")
+        if contexts:
+            values.append("operator.allowedContexts={" + ",".join(contexts) + "}")
         argv = [
             self.helm,
             "upgrade",

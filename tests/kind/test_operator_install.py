@@ -18,7 +18,7 @@ def test_dry_run_installs_the_operator_in_the_hub_and_agents_everywhere(tmp_path
     helm = [line for line in out.output.splitlines() if line.startswith("$ helm ")]
     assert len(helm) == 3
     assert "kind-chaosaa-us" in helm[0] and "operator.enabled=true" in helm[0]
-    assert "chaosaa-kubeconfig-eu,chaosaa-kubeconfig-ap" in helm[0]
+    assert "chaosaa-kubeconfig-us,chaosaa-kubeconfig-eu,chaosaa-kubeconfig-ap" in helm[0]
     for line in helm[1:]:
         assert "operator.enabled=false" in line and "agent.enabled=true" in line
     assert all("image.pullPolicy=Never" in line for line in helm)

@@ -1,6 +1,7 @@
 # chaosaa — the targets a newcomer guesses.
 #   make demo        run a GameDay against a local 3-region lab (no cluster, no Docker)
 #   make kind-demo   the same on three kind clusters (Docker engine, images, kind up)
+#   make kind-operator  the Helm chart on those clusters: GameDay resources run in the hub
 #   make test        build what every tier needs, then run every tier (kind included)
 #   make test-quick  the unit, Prometheus and lab tiers only (nothing to build)
 #   make lint        ruff, mypy --strict, import-linter
@@ -11,7 +12,7 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: dev test test-quick test-unit test-db test-k8s test-kind lint bench demo kind-demo k8s-bin docker-engine kind-images kind-up kind-up-local kind-down lab lab-down clean prometheus packages
+.PHONY: dev test test-quick test-unit test-db test-k8s test-kind lint bench demo kind-demo kind-operator k8s-bin docker-engine kind-images kind-up kind-up-local kind-down lab lab-down clean prometheus packages
 
 $(BIN)/chaosaa: pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -99,6 +100,18 @@ kind-images: docker-engine
 KIND_UP_ARGS ?=
 kind-up-local: dev kind-images
 	eval "$$(bash hack/kind-images --env)" && $(BIN)/chaosaa kind up $(KIND_UP_ARGS)
+
+# The chart on the kind clusters (brought up as kind-demo does when absent): operator and
+# agent in the hub (us), agents in eu and ap, kubeconfig Secrets for eu and ap in the hub;
+# then `kubectl --context kind-chaosaa-us apply -n chaosaa-system -f
+# experiments/kind/operator/region-down-monthly.yaml` (docs/operator.md).
+kind-operator: dev kind-images k8s-bin
+	@eval "$$(bash hack/kind-images --env)" && \
+	export CHAOSAA_HELM=$$(ls -d $(HOME)/.cache/chaosaa/bin/k8s-*/helm | tail -1) && \
+	if [ -z "$$(docker ps -q --filter label=io.x-k8s.kind.cluster=chaosaa-us)" ]; then \
+	  echo "==> chaosaa kind up $(KIND_UP_ARGS)" && $(BIN)/chaosaa kind up $(KIND_UP_ARGS) || exit $$?; \
+	fi && \
+	echo "==> chaosaa kind operator" && $(BIN)/chaosaa kind operator
 
 # The kind GameDay from nothing: engine, images, three clusters (left up for more
 # GameDays; `make kind-down` removes them), then experiments/kind/region-down.yaml.

@@ -127,7 +127,7 @@ def networkfault_crd() -> dict[str, Any]:
                         {"name": "Node", "type": "string", "jsonPath": ".spec.node"},
                         {"name": "Type", "type": "string", "jsonPath": ".spec.type"},
                         {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
-                        {"name": "Expires", "type": "date", "jsonPath": ".spec.expiresAt"},
+                        {"name": "Expires", "type": "string", "jsonPath": ".spec.expiresAt"},
                         {"name": "Run", "type": "string", "jsonPath": ".spec.runId"},
                         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
                     ],

@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.text import Text
 
 from chaosaa.errors import ChaosaaError
+from chaosaa.kindsetup.operator import NAMESPACE, OperatorInstall
 from chaosaa.kindsetup.options import ClusterOptions
 from chaosaa.kindsetup.runner import DryRunRunner, Runner, SubprocessRunner
 from chaosaa.kindsetup.setup import KindSetup
@@ -168,6 +169,60 @@ def up(
         console.print(f"  prometheus  {topo.prometheus_url}")
         for rc in topo.regions:
             console.print(f"  {rc.region:<11} {rc.endpoint}  (context {rc.context})")
+
+
+@kind.command()
+@_with_options
+@click.option(
+    "--base-image",
+    envvar="CHAOSAA_KIND_BASE_IMAGE",
+    metavar="IMAGE",
+    help="Base image of the chaosaa image (deploy/Dockerfile's BASE_IMAGE) "
+    "[default: python:3.11-slim]. [env: CHAOSAA_KIND_BASE_IMAGE]",
+)
+@click.option(
+    "--helm",
+    envvar="CHAOSAA_HELM",
+    default="helm",
+    show_default=True,
+    help="The helm binary. [env: CHAOSAA_HELM]",
+)
+@click.option("--no-build", is_flag=True, help="Do not rebuild and load the image.")
+def operator(
+    root: Path,
+    state_dir: Path | None,
+    regions: str,
+    dry_run: bool,
+    base_image: str | None,
+    helm: str,
+    no_build: bool,
+) -> None:
+    """Install the Helm chart on clusters `chaosaa kind up` made: GameDays run in the hub.
+
+    The hub (first region) gets the operator and the agent DaemonSet, every other region
+    the agent only (operator.enabled=false), all in namespace chaosaa-system, image
+    chaosaa-demo:kind (rebuilt and `kind load`ed unless --no-build). Each region's
+    kubeconfig (the hub's too), with its API server's in-docker-network address (`kind get
+    kubeconfig --internal`), becomes Secret chaosaa-kubeconfig-<region> in the hub: the Secrets
+    experiments/kind/operator/*.yaml name.
+
+    \b
+    Examples:
+      chaosaa kind operator --dry-run
+      chaosaa kind operator && kubectl --context kind-chaosaa-us apply -n chaosaa-system \\
+          -f experiments/kind/operator/region-down-monthly.yaml
+    """
+    try:
+        setup = _setup(root, state_dir, regions, dry_run, None, base_image)
+        OperatorInstall(setup, helm=helm, build=not no_build).run()
+    except ChaosaaError as exc:
+        _fail(exc)
+        return
+    if not dry_run:
+        hub = setup.topology.hub
+        console.print(
+            f"[green]✓[/] chaosaa installed; GameDays go to {hub.context}, namespace {NAMESPACE}"
+        )
 
 
 @kind.command()

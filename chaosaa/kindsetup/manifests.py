@@ -33,6 +33,8 @@ from chaosaa.kindsetup.topology import (
 )
 
 MANIFEST_DIR = Path("deploy") / "manifests"
+#: the chart's metrics Service, release chaosaa in chaosaa-system (chaosaa kind operator)
+OPERATOR_METRICS = "chaosaa-operator.chaosaa-system.svc.cluster.local:8080"
 REGION_TEMPLATES = ("namespace.yaml", "node.yaml")
 HUB_TEMPLATES = ("router.yaml", "prometheus.yaml")
 DATA_DIR = "/var/lib/chaosaa"
@@ -118,6 +120,13 @@ def prometheus_config(topology: Topology, node_ips: Mapping[str, str]) -> str:
                 "static_configs": [
                     {"targets": [f"chaosaa-router.{NAMESPACE}.svc.cluster.local:{APP_PORT}"]}
                 ],
+            },
+            {
+                # `chaosaa kind operator` (the chart in the hub): chaosaa_runs_total,
+                # chaosaa_failover_seconds. Down, and harmless, until it is installed.
+                "job_name": "chaosaa-operator",
+                "metrics_path": "/metrics",
+                "static_configs": [{"targets": [OPERATOR_METRICS]}],
             },
             {"job_name": "prometheus", "static_configs": [{"targets": ["localhost:9090"]}]},
         ],

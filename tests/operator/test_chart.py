@@ -184,3 +184,12 @@ def test_notes_explain_how_to_trigger_a_run(
     )
     notes = out.split("NOTES:", 1)[1]
     assert f"kubectl -n {k8s_namespace} annotate gameday region-down chaosaa.io/trigger" in notes
+
+
+def test_a_region_cluster_gets_the_agent_without_the_operator(k8s_bin_dir: Path) -> None:
+    docs = render(k8s_bin_dir, "chaos", "--set", "operator.enabled=false", *EVERYTHING[:4])
+    kinds = {d["kind"] for d in docs}
+    assert "DaemonSet" in kinds
+    assert not kinds & {"Deployment", "Service", "ServiceMonitor"}
+    names = {d["metadata"]["name"] for d in docs}
+    assert all(name.endswith("-agent") for name in names), names

@@ -356,3 +356,19 @@ def test_crd_is_cluster_scoped_with_status_and_printer_columns() -> None:
     version = crd["spec"]["versions"][0]
     assert version["subresources"] == {"status": {}}
     assert [c["name"] for c in version["additionalPrinterColumns"]][:3] == ["Node", "Type", "Phase"]
+
+
+def test_kubernetes_node_rules_never_cut_the_api_server_nor_the_allowed_ports(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from chaosaa.errors import InvalidInputError
+    from chaosaa.targets.kubernetes.networkfaults import allow_ports
+
+    monkeypatch.delenv("CHAOSAA_ALLOW_PORTS", raising=False)
+    assert allow_ports() == (6443,)
+    monkeypatch.setenv("CHAOSAA_ALLOW_PORTS", "9100, 30900 6443")
+    assert allow_ports() == (6443, 9100, 30900)
+    for bad in ("http", "70000"):
+        monkeypatch.setenv("CHAOSAA_ALLOW_PORTS", bad)
+        with pytest.raises(InvalidInputError, match="CHAOSAA_ALLOW_PORTS"):
+            allow_ports()

@@ -32,6 +32,25 @@ log = logging.getLogger(__name__)
 ENV_AGENT_NAMESPACE = "CHAOSAA_NAMESPACE"
 #: how long rollback waits for agents to confirm that NetworkFaults are gone
 AGENT_WAIT = 5.0
+#: the kube-apiserver's port: node rules never cut it, or a runner (the operator in a hub
+#: cluster) loses the API of the very region it must revert
+API_SERVER_PORT = 6443
+ENV_ALLOW_PORTS = "CHAOSAA_ALLOW_PORTS"
+
+
+def allow_ports() -> tuple[int, ...]:
+    """Ports node rules never touch: the API server's and ``CHAOSAA_ALLOW_PORTS``."""
+    raw = os.environ.get(ENV_ALLOW_PORTS, "")
+    try:
+        extra = tuple(int(p) for p in raw.replace(",", " ").split())
+    except ValueError:
+        raise InvalidInputError(
+            f"{ENV_ALLOW_PORTS}={raw!r}: give TCP ports, e.g. '9100' or '9100,30900'"
+        ) from None
+    bad = [p for p in extra if not 0 < p < 65536]
+    if bad:
+        raise InvalidInputError(f"{ENV_ALLOW_PORTS}={raw!r}: {bad[0]} is not a TCP port")
+    return tuple(dict.fromkeys((API_SERVER_PORT, *extra)))
 
 
 def agent_namespace() -> str:
@@ -87,7 +106,11 @@ class NetworkFaults(Mechanism[FaultBase, NetworkFaultState]):
         addresses = await self.regions.addresses()
         try:
             per_region = node_faults(
-                fault, addresses, run_id=self.regions.run_id, replication_ports=self.ports()
+                fault,
+                addresses,
+                run_id=self.regions.run_id,
+                replication_ports=self.ports(),
+                allow_ports=allow_ports(),
             )
         except InvalidInputError as exc:
             if not self.required:
@@ -139,7 +162,12 @@ class NetworkFaults(Mechanism[FaultBase, NetworkFaultState]):
         if not any(missing.values()):
             return True
         if not self.required:
-            log.info("fault %s: node rules skipped, no agent on %s", fault.name, missing)
+            log.warning(
+                "fault %s: node rules skipped, no agent on %s: NetworkPolicy only "
+                "(new connections refused, established ones may go on)",
+                fault.name,
+                missing,
+            )
             return False
         where = "; ".join(f"region {r}: {', '.join(n)}" for r, n in missing.items() if n)
         raise FaultError(

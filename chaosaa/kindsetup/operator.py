@@ -1,0 +1,127 @@
+"""``chaosaa kind operator``: the Helm chart on the kind clusters, as a user installs it.
+
+On clusters ``chaosaa kind up`` made (whose demo image is also the operator's: one
+deploy/Dockerfile): rebuild and ``kind load`` the image → ``helm upgrade --install`` the
+chart in the hub (operator + agent DaemonSet) → in every other region the agent only
+(``operator.enabled=false``) → per region (the hub too: its runs reach every region the
+same way, by context) a kubeconfig Secret in the hub, from
+``kind get kubeconfig --internal`` (the API server's address on the docker network, which
+the hub's pods reach; 127.0.0.1 would be the pod itself).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from chaosaa.kindsetup.setup import MANIFEST_SUBDIR, KindSetup
+from chaosaa.kindsetup.topology import RegionCluster
+
+NAMESPACE = "chaosaa-system"
+RELEASE = "chaosaa"
+CHART = Path("charts") / "chaosaa"
+SECRET_KEY = "kubeconfig"
+HELM_TIMEOUT = 300.0
+
+
+def secret_name(region: str) -> str:
+    """The kubeconfig Secret of a region, as experiments/kind/operator/*.yaml name it."""
+    return f"chaosaa-kubeconfig-{region}"
+
+
+def secret_manifest(region: str, kubeconfig: str, namespace: str = NAMESPACE) -> str:
+    doc = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": secret_name(region),
+            "namespace": namespace,
+            "labels": {"app.kubernetes.io/part-of": "chaosaa"},
+        },
+        "type": "Opaque",
+        "stringData": {SECRET_KEY: kubeconfig},
+    }
+    return yaml.safe_dump(doc, sort_keys=False)
+
+
+@dataclass
+class OperatorInstall:
+    setup: KindSetup
+    helm: str = "helm"
+    namespace: str = NAMESPACE
+    build: bool = True
+
+    def run(self) -> None:
+        s = self.setup
+        s.preflight(up=False)
+        if self.build:
+            s.build_image()
+            s.load_image()
+        hub = s.topology.hub
+        others = [rc for rc in s.topology.regions if rc.region != hub.region]
+        regions = list(s.topology.regions)
+        self.helm_install(
+            hub,
+            operator=True,
+            secrets=[secret_name(rc.region) for rc in regions],
+            contexts=[rc.context for rc in regions],
+        )
+        for rc in others:
+            self.helm_install(rc, operator=False, secrets=[], contexts=[])
+        for rc in regions:
+            self.kubeconfig_secret(hub, rc)
+
+    def helm_install(
+        self, rc: RegionCluster, *, operator: bool, secrets: list[str], contexts: list[str]
+    ) -> None:
+        s = self.setup
+        repo, _, tag = s.image.rpartition(":")
+        what = "operator and agent" if operator else "agent only"
+        s.progress(f"helm install {RELEASE} in {rc.cluster} ({what}), namespace {self.namespace}")
+        values = [
+            f"image.repository={repo}",
+            f"image.tag={tag}",
+            "image.pullPolicy=Never",
+            "agent.enabled=true",
+            f"operator.enabled={'true' if operator else 'false'}",
+        ]
+        if secrets:
+            values.append("operator.kubeconfigSecrets={" + ",".join(secrets) + "}")
+        if contexts:
+            values.append("operator.allowedContexts={" + ",".join(contexts) + "}")
+        argv = [
+            self.helm,
+            "upgrade",
+            "--install",
+            RELEASE,
+            str(s.root / CHART),
+            "--kube-context",
+            rc.context,
+            "--namespace",
+            self.namespace,
+            "--create-namespace",
+            "--wait",
+            "--timeout",
+            f"{int(HELM_TIMEOUT)}s",
+        ]
+        for value in values:
+            argv += ["--set", value]
+        s.runner.run(argv, timeout=HELM_TIMEOUT + 30)
+
+    def kubeconfig_secret(self, hub: RegionCluster, rc: RegionCluster) -> None:
+        s = self.setup
+        s.progress(
+            f"Secret {secret_name(rc.region)} in {hub.cluster}: {rc.cluster}'s kubeconfig "
+            "with its in-docker-network API address (kind get kubeconfig --internal)"
+        )
+        out = s.runner.run(
+            ["kind", "get", "kubeconfig", "--internal", "--name", rc.cluster], timeout=60
+        )
+        path = s.state_dir / MANIFEST_SUBDIR / f"{secret_name(rc.region)}.yaml"
+        if not s.runner.dry_run:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(secret_manifest(rc.region, out.stdout, self.namespace))
+            path.chmod(0o600)
+        s.runner.run(["kubectl", "--context", hub.context, "apply", "-f", str(path)], timeout=60)

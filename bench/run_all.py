@@ -19,6 +19,7 @@ ORDER = [
     "traffic.py",
     "lab_proxy.py",
     "lab_faults.py",
+    "db.py",
     "k8s_faults.py",
     "kind_faults.py",
     "operator.py",

@@ -312,7 +312,14 @@ async def error_rate(slo: ErrorRateSLO, ctx: SLOContext) -> SLOResult:
     if isinstance(window, str):
         return _unknown(slo, slo.source, window)
     if slo.source == "probe":
-        er = m_traffic.error_rate(list(ctx.samples), window.start, window.end, slo.requests)
+        er = m_traffic.error_rate(
+            list(ctx.samples),
+            window.start,
+            window.end,
+            slo.requests,
+            regions=slo.regions or None,
+            homes=slo.homes or None,
+        )
         if er.no_data or er.measured is None:
             return _unknown(slo, "probe", f"no requests ({slo.requests})", **window.details)
         details = {**window.details, **er.details}

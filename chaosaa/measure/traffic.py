@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Literal
 
 from chaosaa.measure.result import PROBE, Measurement
@@ -28,11 +28,16 @@ def error_rate(
     start: float,
     end: float,
     counted: Literal["all", "reads", "writes"] = "all",
+    *,
+    regions: Collection[str] | None = None,
+    homes: Collection[str] | None = None,
 ) -> Measurement:
     """Failed requests / requests sent in ``[start, end)``. No requests is ``no_data``.
 
     ``counted``: which requests count, all of them or only the reads or the writes (a service that
-    answers reads but refuses every write is not available for writes).
+    answers reads but refuses every write is not available for writes). ``regions`` keeps
+    the requests attributed to some regions (``region_of``), ``homes`` those of some
+    clients' home regions, wherever they were served; None keeps every one.
 
     Details: ``requests``, ``errors``, ``byRegion`` (requests, errors, errorRate) and
     ``errorsByKind`` (transport error class, or ``http5xx``).
@@ -44,6 +49,10 @@ def error_rate(
     kinds: dict[str, int] = defaultdict(int)
     for s in samples:
         if not start <= s.sent_at < end or (counted != "all" and s.write != (counted == "writes")):
+            continue
+        if (regions is not None and region_of(s) not in regions) or (
+            homes is not None and s.home not in homes
+        ):
             continue
         counts = by_region[region_of(s)]
         requests += 1
@@ -61,6 +70,8 @@ def error_rate(
             "start": start,
             "end": end,
             "counted": counted,
+            "regions": sorted(regions) if regions is not None else None,
+            "homes": sorted(homes) if homes is not None else None,
             "requests": requests,
             "errors": errors,
             "byRegion": {

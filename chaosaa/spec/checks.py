@@ -85,6 +85,7 @@ def semantic_problems(spec: GameDaySpec) -> list[Problem]:
             problems += _fault_reference(spec, i, "failoverTime", slo.fault)
         if isinstance(slo, ErrorRateSLO | LatencySLO):
             problems += _window_problems(spec, i, slo)
+            problems += _scope_problems(i, slo, known)
         if isinstance(slo, LatencySLO):
             problems += _latency_problems(spec, i, slo, known)
         if (
@@ -155,16 +156,21 @@ def _window_problems(spec: GameDaySpec, i: int, slo: ErrorRateSLO | LatencySLO) 
     return problems
 
 
-def _latency_problems(spec: GameDaySpec, i: int, slo: LatencySLO, known: set[str]) -> list[Problem]:
-    """Regions and homes are target regions; the objective is below the request timeout
-    (a request slower than the timeout is a failure, never a latency)."""
+def _scope_problems(i: int, slo: ErrorRateSLO | LatencySLO, known: set[str]) -> list[Problem]:
+    """The regions and homes that scope a windowed SLO are target regions."""
     listed = ", ".join(sorted(known))
-    problems: list[Problem] = [
+    return [
         (("spec", "slos", i, field, j), f"region {region!r} not in target.regions ({listed})")
         for field, regions in (("regions", slo.regions), ("homes", slo.homes))
         for j, region in enumerate(regions)
         if region not in known
     ]
+
+
+def _latency_problems(spec: GameDaySpec, i: int, slo: LatencySLO, known: set[str]) -> list[Problem]:
+    """The objective is below the request timeout (a request slower than the timeout is a
+    failure, never a latency)."""
+    problems: list[Problem] = []
     timeout = spec.traffic.timeout
     if slo.max >= timeout:
         problems.append(

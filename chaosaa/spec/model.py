@@ -257,6 +257,19 @@ class WindowedSLO(SLOBase):
         description="window faults: start this long after the fault is in place, leaving the "
         "failover itself to failoverTime",
     )
+    regions: list[RegionName] = Field(
+        default_factory=list,
+        max_length=16,
+        description="serving regions whose requests count; a failure no region answered "
+        "counts for its client's home (default: every region)",
+    )
+    homes: list[RegionName] = Field(
+        default_factory=list,
+        max_length=16,
+        description="home regions whose clients' requests count, wherever they were served "
+        "(default: every home); e.g. the majority's homes, which must keep being served while "
+        "a minority region refuses writes",
+    )
 
     @model_validator(mode="after")
     def _fault_window_fields(self) -> Self:
@@ -269,6 +282,17 @@ class WindowedSLO(SLOBase):
 
 
 class ErrorRateSLO(WindowedSLO):
+    """Failed / all requests of the probe (or a PromQL error ratio) over a window. ``homes``
+    and ``regions`` scope it to the clients or serving regions that must stay available:
+    when a minority region refuses writes by design (quorum), the majority's clients must
+    not see errors."""
+
+    EXAMPLE: ClassVar[str] = """
+slos:            # ap is cut off; us's and eu's clients must keep being served
+  - {name: majority-serves, type: errorRate, max: 0.01, homes: [us, eu]}
+  - {name: writes-available, type: errorRate, max: 0.01, requests: writes}
+"""
+
     type: Literal["errorRate"]
     max: float = Field(ge=0, le=1, description="failed / all requests in the window")
     window: Literal["faults", "run"] = Field(
@@ -284,8 +308,13 @@ class ErrorRateSLO(WindowedSLO):
 
     @model_validator(mode="after")
     def _requests_from_the_probe(self) -> Self:
-        if self.requests != "all" and self.source != "probe":
-            raise ValueError("requests applies to source probe only")
+        if self.source != "probe":
+            given = [
+                f for f in ("requests", "regions", "homes") if getattr(self, f) not in ("all", [])
+            ]
+            if given:
+                verb = "apply" if len(given) > 1 else "applies"
+                raise ValueError(f"{' and '.join(given)} {verb} to source probe only")
         return self
 
 
@@ -315,14 +344,6 @@ slos:            # after eu dies, us and ap serve its clients with p99 <= 250ms,
         "faults",
         description="faults: while the faults are in place (see fault, settle); run: from the "
         "start of injection to the end",
-    )
-    regions: list[RegionName] = Field(
-        default_factory=list,
-        description="serving regions whose answers count (default: every region)",
-    )
-    homes: list[RegionName] = Field(
-        default_factory=list,
-        description="home regions whose clients' requests count (default: every home)",
     )
     per_region: bool = Field(
         False,

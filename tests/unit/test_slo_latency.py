@@ -185,3 +185,44 @@ def test_window_run_covers_the_whole_injection_phase() -> None:
     assert result.details["window"]["start"] == INJECTION
     assert "baseline" not in result.details
     assert result.details["windowType"] == "run"
+
+
+def test_error_rate_scoped_to_homes_counts_only_those_clients() -> None:
+    majority = judge(spec_with("{name: e, type: errorRate, max: 0.01, homes: [us, ap]}"), traffic())
+    assert majority.verdict == "passed" and majority.measured == 0
+    assert majority.details["homes"] == ["ap", "us"]
+    assert majority.details["requests"] == 2 * 3000  # us's and ap's clients, nobody else
+    eu = judge(spec_with("{name: e, type: errorRate, max: 0.01, homes: [eu]}"), traffic())
+    assert eu.verdict == "failed" and eu.measured == pytest.approx(200 / 3000, rel=0.01)
+
+
+def test_error_rate_scoped_to_serving_regions_keeps_failures_with_their_home() -> None:
+    us = judge(spec_with("{name: e, type: errorRate, max: 0.01, regions: [us]}"), traffic())
+    assert us.verdict == "passed" and us.measured == 0
+    eu = judge(spec_with("{name: e, type: errorRate, max: 0.01, regions: [eu]}"), traffic())
+    assert eu.verdict == "failed" and eu.details["errors"] == 200
+
+
+@pytest.mark.parametrize(
+    ("slo", "message"),
+    [
+        (
+            "{name: e, type: errorRate, max: 0.01, homes: [mars]}",
+            "spec.slos[0].homes[0]: region 'mars' not in target.regions",
+        ),
+        (
+            "{name: e, type: errorRate, max: 0.01, source: prometheus, homes: [us]}",
+            "homes applies to source probe only",
+        ),
+        (
+            "{name: e, type: errorRate, max: 0.01, homes: [us, us, us, us, us, us, us, us, us,"
+            " us, us, us, us, us, us, us, us]}",
+            "at most 16 items",
+        ),
+    ],
+)
+def test_error_rate_scope_is_checked(slo: str, message: str) -> None:
+    from chaosaa.errors import SpecError
+
+    with pytest.raises(SpecError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        spec_with(slo)

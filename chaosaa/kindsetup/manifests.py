@@ -38,6 +38,10 @@ OPERATOR_METRICS = "chaosaa-operator.chaosaa-system.svc.cluster.local:8080"
 REGION_TEMPLATES = ("namespace.yaml", "node.yaml")
 HUB_TEMPLATES = ("router.yaml", "prometheus.yaml")
 DATA_DIR = "/var/lib/chaosaa"
+#: the demo node's SQLite directory on its kind node (a hostPath: it outlives the pod)
+DATA_HOST_DIR = "/var/lib/chaosaa-demo"
+#: the demo containers' user (deploy/Dockerfile), owner of DATA_HOST_DIR
+DATA_UID = 10001
 SCRAPE_INTERVAL = "1s"
 SCRAPE_TIMEOUT = "900ms"
 
@@ -134,6 +138,11 @@ def prometheus_config(topology: Topology, node_ips: Mapping[str, str]) -> str:
     return yaml.safe_dump(config, sort_keys=False)
 
 
+def data_node(topology: Topology, region: str) -> str:
+    """The kind node holding ``region``'s demo data (its first node; the pod is pinned)."""
+    return topology.region(region).node_names[0]
+
+
 def template_values(
     topology: Topology, region: str, node_ips: Mapping[str, str], image: str = IMAGE
 ) -> dict[str, str]:
@@ -143,6 +152,8 @@ def template_values(
         "IMAGE": image,
         "NODE_CONFIG": node,
         "NODE_CONFIG_HASH": _hash(node),
+        "DATA_NODE": data_node(topology, region),
+        "DATA_HOST_DIR": DATA_HOST_DIR,
     }
     if region == topology.hub.region:
         router = json.dumps(router_config(topology, node_ips))

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from chaosaa.errors import ChaosaaError, EnvironmentError_
 from chaosaa.kindsetup.kindconfig import KIND_VERSION
-from chaosaa.kindsetup.manifests import render_region
+from chaosaa.kindsetup.manifests import DATA_HOST_DIR, DATA_UID, data_node, render_region
 from chaosaa.kindsetup.options import render_cluster
 from chaosaa.kindsetup.runner import CommandError, Completed, Runner
 from chaosaa.kindsetup.targetfile import (
@@ -211,6 +211,7 @@ class KindSetup:
             self.load_image()
             nodes = self.discover_nodes()
             self.add_routes(nodes)
+            self.make_data_dirs()
             self.deploy(nodes)
             self.wait_ready()
         except ChaosaaError as exc:
@@ -351,6 +352,19 @@ class KindSetup:
                             ],
                             self.timeouts.quick,
                         )
+
+    def make_data_dirs(self) -> None:
+        """The demo node's data directory on the node its pod is pinned to, owned by the
+        pod's user (a hostPath: acknowledged writes outlive the pod). Idempotent."""
+        for rc in self.topology.regions:
+            node = data_node(self.topology, rc.region)
+            self.progress(f"making the demo data directory {node}:{DATA_HOST_DIR}")
+            owner = str(DATA_UID)
+            self._run(
+                ["docker", "exec", node, "install", "-d", "-m", "0700", "-o", owner, "-g", owner,
+                 DATA_HOST_DIR],
+                self.timeouts.quick,
+            )  # fmt: skip
 
     def deploy(self, nodes: dict[str, list[NodeInfo]]) -> None:
         node_ips = {region: infos[0].ip for region, infos in nodes.items()}

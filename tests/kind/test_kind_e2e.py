@@ -309,14 +309,8 @@ def finished_run(kind: Kind, gameday: str) -> dict[str, Any]:
 @pytest.mark.parametrize(
     "source",
     [
-        pytest.param(
-            "region-down-monthly",
-            marks=pytest.mark.xfail(
-                reason="the demo node keeps its data in memory: scaling eu to zero loses "
-                "the writes only eu held (lostWrites 30 of 559 seen); failover 1.25 s passes",
-                strict=False,
-            ),
-        ),
+        # scales eu to zero: the demo node's SQLite (a hostPath) outlives the pod
+        "region-down-monthly",
         "region-blackhole-monthly",
     ],
 )

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from chaosaa.errors import ExitCode
+from chaosaa.kindsetup.manifests import render_region
 from chaosaa.kindsetup.runner import DryRunRunner
 from chaosaa.kindsetup.setup import KindSetup, KindSetupError, PreflightError
 from chaosaa.kindsetup.targetfile import TOPOLOGY_ANNOTATION
@@ -19,7 +20,7 @@ from chaosaa.kindsetup.topology import IMAGE, Topology, load_topology
 from chaosaa.spec.loader import load_gameday
 from tests.kind.conftest import REPO
 from tests.kind.fakes import FakeHTTP, FakeTools
-from tests.kind.helpers import fake_nodes
+from tests.kind.helpers import fake_node_ips, fake_nodes
 
 Cmd = tuple[str, ...]
 
@@ -119,13 +120,36 @@ def test_up_routes_every_node_to_every_other_clusters_pod_cidrs(
         if other != region
         for remote in remotes
     }
-    routes = {c for c in tools.commands if starts("docker", "exec")(c)}
+    routes = {c for c in tools.commands if starts("docker", "exec")(c) and c[3] == "ip"}
     assert routes == expected
     # never a route into a node's own cluster: kindnet owns those
     region_of = {n.name: r for r, infos in nodes.items() for n in infos}
     cidr_region = {n.pod_cidr: r for r, infos in nodes.items() for n in infos}
     for c in routes:
         assert region_of[c[2]] != cidr_region[c[6]], c
+
+
+def test_up_makes_each_regions_data_directory_on_the_node_its_pod_is_pinned_to(
+    topology: Topology, tmp_path: Path
+) -> None:
+    tools = FakeTools(topology)
+    make_setup(topology, tools, tmp_path).up()
+    made = [c for c in tools.commands if starts("docker", "exec")(c) and c[3] == "install"]
+    assert made == [
+        ("docker", "exec", rc.node_names[0], "install", "-d", "-m", "0700",
+         "-o", "10001", "-g", "10001", "/var/lib/chaosaa-demo")
+        for rc in topology.regions
+    ]  # fmt: skip
+    for rc in topology.regions:
+        rendered = render_region(REPO, topology, rc.region, fake_node_ips(topology))
+        (pod,) = [
+            d["spec"]["template"]["spec"]
+            for d in rendered.documents
+            if d["kind"] == "Deployment" and d["metadata"]["name"] == "chaosaa-node"
+        ]
+        assert pod["nodeSelector"] == {"kubernetes.io/hostname": rc.node_names[0]}
+        (data,) = [v for v in pod["volumes"] if v["name"] == "data"]
+        assert data["hostPath"] == {"path": "/var/lib/chaosaa-demo", "type": "Directory"}
 
 
 def test_up_waits_for_every_deployment_and_for_prometheus_to_scrape_everything(

@@ -9,17 +9,12 @@ containers' nft/tc and the process table, not from chaosaa's own account.
 Opt-in for plain pytest (``--kind``); ``make test``, ``make test-kind`` and ``.ci/run``
 pass it. The clusters come up once per session (tests/kind/conftest.py ``kind``); on our
 machines (no registry) with the images of hack/kind-images and ``--workers 0``
-(docs/kind.md). The tests run in file order; the last one takes the clusters down.
+(docs/kind.md). The tests run in file order: test_kind_operator.py (the operator in the
+hub) comes next and test_kind_teardown.py takes the clusters down.
 """
 
 from __future__ import annotations
 
-import base64
-import json
-import subprocess
-import time
-import urllib.parse
-import urllib.request
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -232,145 +227,3 @@ def test_rollback_removes_a_killed_runs_faults_at_once(kind: Kind, tmp_path: Pat
     until(lambda: not host_watchdogs() and not any(kind.node_watchdogs(n) for n in eu), 5)
     again = kind.chaosaa("rollback", "--target", "kind")
     assert again.code == 0 and "nothing to roll back" in again.stdout
-
-
-# ------------------------------------------------------------- the operator in the hub
-
-HUB = "kind-chaosaa-us"
-NAMESPACE = "chaosaa-system"
-OPERATOR_EXPERIMENTS = EXPERIMENTS / "operator"
-#: a slot every minute, then the run itself
-RUN_TIMEOUT = 240.0
-
-
-def kubectl(kind: Kind, context: str, *args: str, stdin: str | None = None) -> Finished:
-    proc = subprocess.run(
-        ["kubectl", "--context", context, *args], env=kind.env, input=stdin,
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
-    return Finished(proc.returncode, proc.stdout, proc.stderr)
-
-
-def kube_json(kind: Kind, context: str, *args: str) -> Any:
-    done = kubectl(kind, context, *args, "-o", "json")
-    assert done.code == 0, done.stderr
-    return json.loads(done.stdout)
-
-
-@pytest.fixture(scope="module")
-def operator(kind: Kind, k8s_bin_dir: Path) -> Kind:
-    """`chaosaa kind operator` on the session's clusters (once per module)."""
-    started = time.monotonic()
-    done = kind.chaosaa(
-        "kind", "operator", "--state-dir", str(kind.state_dir),
-        "--helm", str(k8s_bin_dir / "helm"), timeout=900,
-    )  # fmt: skip
-    assert done.code == 0, (done.stdout[-3000:], done.stderr[-3000:])
-    print(f"chaosaa kind operator: {time.monotonic() - started:.1f}s")
-    return kind
-
-
-def test_the_chart_runs_the_operator_in_the_hub_and_an_agent_in_every_region(
-    operator: Kind,
-) -> None:
-    deploy = kube_json(operator, HUB, "-n", NAMESPACE, "get", "deployment", "chaosaa-operator")
-    assert deploy["status"].get("availableReplicas") == 1
-    for cluster in CLUSTERS:
-        context = f"kind-{cluster}"
-        ds = kube_json(operator, context, "-n", NAMESPACE, "get", "daemonset", "chaosaa-agent")
-        want = ds["status"]["desiredNumberScheduled"]
-        assert want >= 1 and ds["status"].get("numberReady") == want, (cluster, ds["status"])
-        caps = ds["spec"]["template"]["spec"]["containers"][0]["securityContext"]["capabilities"]
-        assert caps == {"drop": ["ALL"], "add": ["NET_ADMIN"]}
-        if context != HUB:
-            assert kubectl(operator, context, "-n", NAMESPACE, "get", "deployments").stdout == ""
-        secret = kube_json(operator, HUB, "-n", NAMESPACE, "get", "secret",
-                           f"chaosaa-kubeconfig-{cluster.removeprefix('chaosaa-')}")  # fmt: skip
-        server = yaml.safe_load(base64.b64decode(secret["data"]["kubeconfig"]))["clusters"][0]
-        assert server["cluster"]["server"] == f"https://{cluster}-control-plane:6443"
-
-
-def finished_run(kind: Kind, gameday: str) -> dict[str, Any]:
-    found: list[dict[str, Any]] = []
-
-    def done() -> bool:
-        runs = kube_json(kind, HUB, "-n", NAMESPACE, "get", "gamedayruns")["items"]
-        found[:] = [
-            r for r in runs
-            if r["spec"]["gameDay"] == gameday
-            and r.get("status", {}).get("phase") in {"Succeeded", "Failed", "Error", "Interrupted"}
-        ]  # fmt: skip
-        return bool(found)
-
-    until(done, RUN_TIMEOUT, interval=2.0)
-    return found[0]
-
-
-@pytest.mark.parametrize(
-    "source",
-    [
-        # scales eu to zero: the demo node's SQLite (a hostPath) outlives the pod
-        "region-down-monthly",
-        "region-blackhole-monthly",
-    ],
-)
-def test_a_monthly_gameday_resource_runs_in_the_hub_to_succeeded(
-    operator: Kind, source: str
-) -> None:
-    doc = yaml.safe_load((OPERATOR_EXPERIMENTS / f"{source}.yaml").read_text())
-    assert doc["spec"]["schedule"] == "0 10 1 * *"
-    doc["spec"]["schedule"] = "* * * * *"  # the test's only change: every minute
-    name = doc["metadata"]["name"]
-    applied = kubectl(operator, HUB, "apply", "-f", "-", stdin=yaml.safe_dump(doc))
-    assert applied.code == 0, applied.stderr
-    started = time.monotonic()
-    try:
-        run = finished_run(operator, name)
-        kubectl(operator, HUB, "-n", NAMESPACE, "patch", "gameday", name, "--type=merge",
-                "-p", '{"spec":{"suspend":true}}')  # fmt: skip
-        status = run["status"]
-        print(f"{source}: {run['metadata']['name']} {status.get('phase')} "
-              f"{status.get('verdict')} failover {status.get('failoverSeconds')}s, "
-              f"{time.monotonic() - started:.0f}s after apply")  # fmt: skip
-        assert (status.get("phase"), status.get("verdict")) == ("Succeeded", "passed"), status
-        assert 0 < status["failoverSeconds"] <= 10
-        assert {s["name"]: s["verdict"] for s in status["slos"]} == {
-            "failover": "passed", "no-lost-writes": "passed",
-        }  # fmt: skip
-        events = kube_json(operator, HUB, "-n", NAMESPACE, "get", "events", "--field-selector",
-                           f"involvedObject.name={run['metadata']['name']}")["items"]  # fmt: skip
-        assert len({e["reason"] for e in events}) >= 2, [e["reason"] for e in events]
-        table = kubectl(operator, HUB, "-n", NAMESPACE, "get", "gamedays", name).stdout
-        print(table)
-        assert "passed" in table, table
-
-        def scraped() -> bool:
-            got = prometheus(operator, "chaosaa_runs_total")
-            return bool(got) and bool(prometheus(operator, "chaosaa_failover_seconds"))
-
-        until(scraped, 60, interval=2.0)
-    finally:
-        kubectl(operator, HUB, "-n", NAMESPACE, "delete", "gameday", name, "--wait=false")
-
-
-def prometheus(kind: Kind, query: str) -> list[Any]:
-    url = "http://127.0.0.1:20090/api/v1/query?" + urllib.parse.urlencode({"query": query})
-    try:
-        with urllib.request.urlopen(url, timeout=5) as resp:
-            return list(json.loads(resp.read())["data"]["result"])
-    except (OSError, ValueError, KeyError):
-        return []
-
-
-# --------------------------------------------------------------------------- kind down
-
-
-def test_kind_down_leaves_no_container_network_context_or_watchdog(kind: Kind) -> None:
-    done = kind.down()
-    assert done.code == 0, done.stderr
-    assert kind.nodes() == []
-    networks = kind.docker("network", "ls", "--format", "{{.Name}}").stdout.split()
-    assert "kind" not in networks
-    assert kind.kube_contexts() == []
-    assert host_watchdogs() == []
-    assert not kind.target_file.exists()

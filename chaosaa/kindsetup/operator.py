@@ -6,17 +6,20 @@ chart in the hub (operator + agent DaemonSet) → in every other region the agen
 (``operator.enabled=false``) → per region (the hub too: its runs reach every region the
 same way, by context) a kubeconfig Secret in the hub, from
 ``kind get kubeconfig --internal`` (the API server's address on the docker network, which
-the hub's pods reach; 127.0.0.1 would be the pod itself).
+the hub's pods reach; 127.0.0.1 would be the pod itself) → the demo's Prometheus scrapes
+the operator (job ``chaosaa-operator``), or the install is not done.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-from chaosaa.kindsetup.setup import MANIFEST_SUBDIR, KindSetup
+from chaosaa.kindsetup.setup import MANIFEST_SUBDIR, KindSetup, KindSetupError
+from chaosaa.kindsetup.topology import NAMESPACE as DEMO_NAMESPACE
 from chaosaa.kindsetup.topology import RegionCluster
 
 NAMESPACE = "chaosaa-system"
@@ -24,6 +27,10 @@ RELEASE = "chaosaa"
 CHART = Path("charts") / "chaosaa"
 SECRET_KEY = "kubeconfig"
 HELM_TIMEOUT = 300.0
+#: the demo Prometheus's scrape job for the operator (chaosaa.kindsetup.manifests)
+SCRAPE_JOB = "chaosaa-operator"
+#: how long the first scrape of a freshly installed operator may take
+SCRAPE_WAIT = 20.0
 
 
 def secret_name(region: str) -> str:
@@ -72,6 +79,57 @@ class OperatorInstall:
             self.helm_install(rc, operator=False, secrets=[], contexts=[])
         for rc in regions:
             self.kubeconfig_secret(hub, rc)
+        self.scraped(hub)
+
+    def scraped(self, hub: RegionCluster) -> None:
+        """The demo's Prometheus scrapes the operator; restarted once if it does not.
+
+        Prometheus scrapes by the Service's DNS name every second. A connection it opens
+        in the instant between the Service's creation and kube-proxy programming its
+        ClusterIP leaves the cluster un-NATed; where something on that path answers
+        (this repository's build machines have an HTTP proxy there, answering 404),
+        keep-alive pins the scrape to it for good. A restarted Prometheus dials again.
+        """
+        s = self.setup
+        if s.runner.dry_run:
+            s.progress(f"then: wait until the demo's Prometheus scrapes job {SCRAPE_JOB}")
+            return
+        s.progress(f"waiting until the demo's Prometheus scrapes the operator (job {SCRAPE_JOB})")
+        problem = self._wait_scraped()
+        if problem is None:
+            return
+        s.progress(f"the operator is not scraped ({problem}): restarting the demo's Prometheus")
+        deploy = ["--namespace", DEMO_NAMESPACE, "deployment/chaosaa-prometheus"]
+        kubectl = ["kubectl", "--context", hub.context, "rollout"]
+        s.runner.run([*kubectl, "restart", *deploy], timeout=60)
+        s.runner.run([*kubectl, "status", *deploy, "--timeout=120s"], timeout=150)
+        problem = self._wait_scraped()
+        if problem is not None:
+            raise KindSetupError(
+                f"the demo's Prometheus does not scrape the operator: {problem} "
+                f"({s.topology.prometheus_url}/api/v1/targets?scrapePool={SCRAPE_JOB})"
+            )
+
+    def _wait_scraped(self) -> str | None:
+        """None once job SCRAPE_JOB is up, else the last reason it was not."""
+        s = self.setup
+        url = f"{s.topology.prometheus_url}/api/v1/targets?scrapePool={SCRAPE_JOB}"
+        deadline = s.clock() + SCRAPE_WAIT
+        problem = "no answer from Prometheus"
+        while True:
+            got = s.http_get(url, 2.0)
+            if got is not None and got[0] == 200:
+                try:
+                    targets = json.loads(got[1])["data"]["activeTargets"]
+                except (ValueError, KeyError, TypeError):
+                    targets = []
+                if any(t.get("health") == "up" for t in targets):
+                    return None
+                errors = [str(t.get("lastError") or t.get("health")) for t in targets]
+                problem = "; ".join(errors) or f"no target in job {SCRAPE_JOB}"
+            if s.clock() >= deadline:
+                return problem
+            s.sleep(1.0)
 
     def helm_install(
         self, rc: RegionCluster, *, operator: bool, secrets: list[str], contexts: list[str]

@@ -31,6 +31,8 @@ HELM_TIMEOUT = 300.0
 SCRAPE_JOB = "chaosaa-operator"
 #: how long the first scrape of a freshly installed operator may take
 SCRAPE_WAIT = 20.0
+#: pod annotation with the image's content id (a rebuilt image rolls the pods)
+IMAGE_ANNOTATION = "chaosaa.io/image-id"
 
 
 def secret_name(region: str) -> str:
@@ -59,6 +61,7 @@ class OperatorInstall:
     helm: str = "helm"
     namespace: str = NAMESPACE
     build: bool = True
+    image_id: str = ""
 
     def run(self) -> None:
         s = self.setup
@@ -66,6 +69,7 @@ class OperatorInstall:
         if self.build:
             s.build_image()
             s.load_image()
+        self.image_id = self._image_id()
         hub = s.topology.hub
         others = [rc for rc in s.topology.regions if rc.region != hub.region]
         regions = list(s.topology.regions)
@@ -131,6 +135,14 @@ class OperatorInstall:
                 return problem
             s.sleep(1.0)
 
+    def _image_id(self) -> str:
+        """The image's content id: in the pods' annotations, so that a rebuilt image under
+        the same tag rolls them (helm alone sees no change and restarts nothing)."""
+        s = self.setup
+        argv = ["docker", "image", "inspect", "--format", "{{.Id}}", s.image]
+        out = s.runner.run(argv, timeout=60)
+        return "<image id>" if s.runner.dry_run else out.stdout.strip()
+
     def helm_install(
         self, rc: RegionCluster, *, operator: bool, secrets: list[str], contexts: list[str]
     ) -> None:
@@ -145,6 +157,9 @@ class OperatorInstall:
             "agent.enabled=true",
             f"operator.enabled={'true' if operator else 'false'}",
         ]
+        annotation = IMAGE_ANNOTATION.replace(".", "\\.")
+        values += [f"{part}.podAnnotations.{annotation}={self.image_id}"
+                   for part in ("operator", "agent")]  # fmt: skip
         if secrets:
             values.append("operator.kubeconfigSecrets={" + ",".join(secrets) + "}")
         if contexts:

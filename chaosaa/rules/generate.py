@@ -34,6 +34,8 @@ TC_ROOT_MAJOR = 0xCA05
 #: leaf qdisc of slot s: ``(TC_LEAF_BASE + s):``
 TC_LEAF_BASE = 0xCB00
 MAX_SLOT = 0xFF
+#: packetLoss draws a random number below this per packet (hundredths of a percent)
+NUMGEN_MOD = 10000
 TC_ROOT = f"{TC_ROOT_MAJOR:x}:"
 #: u32 needs one filter per CIDR; the rest of the htb parameters
 _HTB_PASS_RATE = "100gbit"
@@ -166,10 +168,10 @@ def _nft_rules(fault: NodeFault, ingress: bool) -> list[str]:
     if allow_ports:
         ports = ", ".join(str(p) for p in allow_ports)
         rules += [f"tcp dport {{ {ports} }} accept", f"tcp sport {{ {ports} }} accept"]
-    if fault.type == "packetLoss":
-        action = f"numgen random mod 10000 < {max(1, round(fault.percent * 100))} drop"
-    else:
-        action = "drop"
+    # packetLoss in hundredths of a percent; 100 % is every packet (nft refuses "< 10000"
+    # after "mod 10000": the value is outside 0-9999)
+    share = max(1, round(fault.percent * 100)) if fault.type == "packetLoss" else NUMGEN_MOD
+    action = f"numgen random mod {NUMGEN_MOD} < {share} drop" if share < NUMGEN_MOD else "drop"
     matches: list[str] = []
     for fam, v in (("ip", "4"), ("ip6", "6")):
         if fault.everything and f"c{k}_k{v}" in names:

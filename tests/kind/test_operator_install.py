@@ -29,6 +29,9 @@ def test_dry_run_installs_the_operator_in_the_hub_and_agents_everywhere(tmp_path
     for line in helm[1:]:
         assert "operator.enabled=false" in line and "agent.enabled=true" in line
     assert all("image.pullPolicy=Never" in line for line in helm)
+    # a rebuilt image under the same tag rolls the pods: its id is in their annotations
+    for part in ("operator", "agent"):
+        assert all(f"{part}.podAnnotations.chaosaa\\.io/image-id=" in line for line in helm)
     assert "$ kind get kubeconfig --internal --name chaosaa-eu" in out.output
     assert "$ kind get kubeconfig --internal --name chaosaa-ap" in out.output
     assert not list(tmp_path.rglob("*")), "a dry run writes nothing"

@@ -205,6 +205,9 @@ def test_everything_mode_keeps_the_region_loopback_and_link_local() -> None:
 def test_packet_loss_uses_nft_numgen_and_pause_drops_only_the_port() -> None:
     loss = nft_apply(NodeFault(key="l", type="packetLoss", peers=("10.0.0.1",), percent=12.5))
     assert "ip daddr @cl_p4 numgen random mod 10000 < 1250 drop" in loss
+    # 100 % is every packet: nft refuses "mod 10000 < 10000" (outside 0-9999)
+    every = nft_apply(NodeFault(key="a", type="packetLoss", peers=("10.0.0.1",), percent=100))
+    assert "ip daddr @ca_p4 drop" in every and "numgen" not in every
     assert chain_names(NodeFault(key="l", type="packetLoss", peers=("10.0.0.1",), percent=1)) == (
         "cl_e",
     )

@@ -12,9 +12,9 @@ the operator (job ``chaosaa-operator``), or the install is not done.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -118,22 +118,15 @@ class OperatorInstall:
         """None once job SCRAPE_JOB is up, else the last reason it was not."""
         s = self.setup
         url = f"{s.topology.prometheus_url}/api/v1/targets?scrapePool={SCRAPE_JOB}"
-        deadline = s.clock() + SCRAPE_WAIT
-        problem = "no answer from Prometheus"
-        while True:
-            got = s.http_get(url, 2.0)
-            if got is not None and got[0] == 200:
-                try:
-                    targets = json.loads(got[1])["data"]["activeTargets"]
-                except (ValueError, KeyError, TypeError):
-                    targets = []
-                if any(t.get("health") == "up" for t in targets):
-                    return None
-                errors = [str(t.get("lastError") or t.get("health")) for t in targets]
-                problem = "; ".join(errors) or f"no target in job {SCRAPE_JOB}"
-            if s.clock() >= deadline:
-                return problem
-            s.sleep(1.0)
+
+        def judge(answer: Any) -> str | None:
+            targets = answer["data"]["activeTargets"]
+            if any(t.get("health") == "up" for t in targets):
+                return None
+            errors = [str(t.get("lastError") or t.get("health")) for t in targets]
+            return "; ".join(errors) or f"no target in job {SCRAPE_JOB}"
+
+        return s.poll_json(url, s.clock() + SCRAPE_WAIT, judge)
 
     def _image_id(self) -> str:
         """The image's content id: in the pods' annotations, so that a rebuilt image under

@@ -27,6 +27,7 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from chaosaa.errors import ChaosaaError, EnvironmentError_
 from chaosaa.kindsetup.kindconfig import KIND_VERSION
@@ -437,20 +438,33 @@ class KindSetup:
     def _wait_scrapes(self, deadline: float) -> None:
         url = f"{self.topology.prometheus_url}/api/v1/query?query=up"
         want = len(self.topology.regions) + 2  # nodes, router, Prometheus itself
+
+        def judge(answer: Any) -> str | None:
+            up = [s for s in answer["data"]["result"] if s["value"][1] == "1"]
+            return None if len(up) >= want else f"{len(up)}/{want} targets up"
+
+        status = self.poll_json(url, deadline, judge)
+        if status is not None:
+            raise KindSetupError(f"Prometheus does not scrape everything yet ({status})")
+
+    def poll_json(
+        self, url: str, deadline: float, judge: Callable[[Any], str | None]
+    ) -> str | None:
+        """GET ``url`` every second until ``judge`` (given the JSON answer) returns None;
+        past ``deadline``, the last reason it gave (or why there was no answer)."""
         status = "no answer"
         while True:
             got = self.http_get(url, 2.0)
             if got is not None and got[0] == 200:
                 try:
-                    series = json.loads(got[1])["data"]["result"]
-                    up = [s for s in series if s["value"][1] == "1"]
-                    status = f"{len(up)}/{want} targets up"
-                    if len(up) >= want:
-                        return
+                    reason = judge(json.loads(got[1]))
                 except (ValueError, KeyError, TypeError, IndexError):
-                    status = "unexpected answer"
+                    reason = "unexpected answer"
+                if reason is None:
+                    return None
+                status = reason
             if self.clock() >= deadline:
-                raise KindSetupError(f"Prometheus does not scrape everything yet ({status})")
+                return status
             self.sleep(1.0)
 
     def write_target(self, nodes: dict[str, list[NodeInfo]]) -> Path:

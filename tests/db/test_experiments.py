@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ import yaml
 from chaosaa.lab.systems import SYSTEMS
 from chaosaa.lab.systems.netns import leftover_namespaces
 from tests.db.helpers import require, shm_segments
+from tests.engine.runs import run_command
 from tests.lab.fixtures import processes_mentioning
 
 pytestmark = [pytest.mark.db, pytest.mark.timeout(260)]
@@ -58,18 +58,7 @@ async def run_experiment(name: str, tmp_path: Path) -> Run:
     started = time.monotonic()
     proc = await asyncio.to_thread(
         subprocess.run,
-        [
-            sys.executable,
-            "-m",
-            "chaosaa.cli.main",
-            "run",
-            str(path),
-            "--lab-state",
-            str(state),
-            "--report-dir",
-            str(reports),
-            "--plain",
-        ],
+        run_command(path, state, reports),
         capture_output=True,
         text=True,
         timeout=RUN_TIME_LIMIT,

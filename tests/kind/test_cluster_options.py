@@ -73,7 +73,7 @@ def test_a_local_node_image_and_no_workers_render_the_config_kind_gets(tmp_path:
     annotation = load_gameday(path).metadata.annotations[TOPOLOGY_ANNOTATION]
     topo = yaml.safe_load(annotation)
     assert [n["name"] for n in topo["regions"]["eu"]["nodes"]] == ["chaosaa-eu-control-plane"]
-    routes = [c for c in tools.commands if c[:2] == ("docker", "exec")]
+    routes = [c for c in tools.commands if c[:2] == ("docker", "exec") and c[3] == "ip"]
     assert len(routes) == 3 * 2  # one node per cluster, routes to the two others
 
 

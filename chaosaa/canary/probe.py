@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 
 #: at most this many pending canaries are asked about in one poll (oldest first)
 POLL_BATCH = 500
+#: how often verify re-reads every region while they disagree on a canary
+REREAD_INTERVAL = 0.25
 
 
 @dataclass
@@ -262,6 +264,19 @@ class CanaryProbe:
             )
         return out
 
+    async def _read_views(
+        self,
+    ) -> tuple[dict[str, dict[tuple[str, int], str]], dict[str, str]]:
+        """Every region's canaries of this run, and the regions that could not be read."""
+        views: dict[str, dict[tuple[str, int], str]] = {}
+        unreadable: dict[str, str] = {}
+        for region, store in self.stores.items():
+            try:
+                views[region] = await store.read_all(self.run_id)
+            except CanaryStoreError as exc:
+                unreadable[region] = str(exc)
+        return views, unreadable
+
     async def verify(self, convergence_timeout: float) -> Integrity:
         """After recovery: wait (bounded) for every acknowledged canary to reach every region,
         then read all of them back everywhere and count lost and divergent ones."""
@@ -278,23 +293,19 @@ class CanaryProbe:
             if time.monotonic() - started >= convergence_timeout:
                 break
             await asyncio.sleep(self.poll_interval)
-        views: dict[str, dict[tuple[str, int], str]] = {}
-        unreadable: dict[str, str] = {}
-        for region, store in self.stores.items():
-            try:
-                views[region] = await store.read_all(self.run_id)
-            except CanaryStoreError as exc:
-                unreadable[region] = str(exc)
+        # A canary whose write failed at the client may still have committed somewhere and
+        # be on its way elsewhere: regions disagreeing is judged only once they stopped
+        # converging, i.e. re-read (within the same timeout) until they agree.
+        while True:
+            views, unreadable = await self._read_views()
+            divergent = _divergent(views)
+            if not divergent or time.monotonic() - started >= convergence_timeout:
+                break
+            await asyncio.sleep(max(self.poll_interval, REREAD_INTERVAL))
         lost = [
             f"{c.origin}/{c.seq}"
             for c in self.canaries
             if any(view.get((c.origin, c.seq)) != c.value for view in views.values())
-        ]
-        keys = set().union(*(v.keys() for v in views.values())) if views else set()
-        divergent = [
-            f"{o}/{s}"
-            for o, s in sorted(keys)
-            if len({view.get((o, s)) for view in views.values()}) > 1
         ]
         return Integrity(
             len(self.canaries),
@@ -305,3 +316,9 @@ class CanaryProbe:
             unreadable,
             converged_after,
         )
+
+
+def _divergent(views: Mapping[str, Mapping[tuple[str, int], str]]) -> list[str]:
+    """Canaries (``origin/seq``) on which the regions' views disagree."""
+    keys = set().union(*(v.keys() for v in views.values())) if views else set()
+    return [f"{o}/{s}" for o, s in sorted(keys) if len({v.get((o, s)) for v in views.values()}) > 1]

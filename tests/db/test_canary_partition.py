@@ -60,7 +60,9 @@ async def test_a_canary_blocked_by_a_partition_is_lag_until_the_convergence_time
             cut = time.monotonic() - held_at
             assert integrity.acknowledged > 0
             assert (integrity.lost, integrity.divergent) == (0, 0), integrity
-            assert integrity.converged_after is not None and integrity.converged_after >= 2.0
+            # the link came back 2.0 s after the verify task was created; its clock starts once
+            # the writers stopped, a few ms later (CI measured 1.994 s): 0.1 s of slack
+            assert integrity.converged_after is not None and integrity.converged_after >= 1.9
             peak = max(p.lag for p in blocked.series)
             assert peak >= HELD - 1.0
             print(

@@ -36,12 +36,7 @@ from chaosaa.kube import Client
 from chaosaa.kube.janitor import sweep
 from chaosaa.rules import resource as nf
 from chaosaa.rules.execute import Transport, execute, execute_all
-from chaosaa.rules.generate import (
-    MAX_SLOT,
-    NodeRules,
-    rules_for,
-    teardown,
-)
+from chaosaa.rules.generate import MAX_SLOT, NodeRules, rules_for, teardown
 from chaosaa.rules.model import NodeFault
 
 if TYPE_CHECKING:

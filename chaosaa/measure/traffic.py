@@ -50,11 +50,12 @@ def error_rate(
     for s in samples:
         if not start <= s.sent_at < end or (counted != "all" and s.write != (counted == "writes")):
             continue
-        if (regions is not None and region_of(s) not in regions) or (
+        region = region_of(s)
+        if (regions is not None and region not in regions) or (
             homes is not None and s.home not in homes
         ):
             continue
-        counts = by_region[region_of(s)]
+        counts = by_region[region]
         requests += 1
         counts[0] += 1
         if not s.ok:

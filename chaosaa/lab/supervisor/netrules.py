@@ -27,13 +27,7 @@ from typing import Literal
 from chaosaa.errors import FaultError
 from chaosaa.lab.supervisor.system import RegionNetwork
 from chaosaa.rules.execute import execute, run_process
-from chaosaa.rules.generate import (
-    NodeRules,
-    absent,
-    present,
-    readback,
-    rules_for,
-)
+from chaosaa.rules.generate import NodeRules, absent, present, readback, rules_for
 from chaosaa.rules.model import NodeFault
 
 #: tc slots 1..255 per device

@@ -23,20 +23,9 @@ from typing import Any, ClassVar, Generic
 
 from chaosaa.errors import FaultError
 from chaosaa.rules.execute import RuleError, execute, execute_all, execute_script
-from chaosaa.rules.generate import (
-    Command,
-    NodeRules,
-    absent,
-    present,
-    probe,
-    rules_for,
-)
+from chaosaa.rules.generate import Command, NodeRules, absent, present, probe, rules_for
 from chaosaa.rules.model import NodeFault, fault_key, node_faults
-from chaosaa.rules.shell import (
-    disarm_command,
-    renew_command,
-    watchdog_command,
-)
+from chaosaa.rules.shell import disarm_command, renew_command, watchdog_command
 from chaosaa.spec.faults import (
     BandwidthFault,
     BlackholeFault,

@@ -18,9 +18,7 @@ from typing import Protocol
 
 from chaosaa.errors import FaultError, TargetUnreachableError
 from chaosaa.rules.execute import Transport, run_process
-from chaosaa.rules.generate import (
-    MAX_SLOT,
-)
+from chaosaa.rules.generate import MAX_SLOT
 
 #: where watchdogs keep their expiry/pid/log files inside a node container (a tmpfs)
 NODE_STATE_DIR = "/run/chaosaa"

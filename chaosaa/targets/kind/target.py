@@ -22,15 +22,8 @@ from typing import Any, ClassVar
 
 from chaosaa.errors import LeaseHeldError, TargetUnreachableError
 from chaosaa.rules.execute import execute_all
-from chaosaa.rules.generate import (
-    owned,
-    teardown,
-)
-from chaosaa.rules.shell import (
-    disarm_all_command,
-    inventory_command,
-    parse_inventory,
-)
+from chaosaa.rules.generate import owned, teardown
+from chaosaa.rules.shell import disarm_all_command, inventory_command, parse_inventory
 from chaosaa.spec.model import Target as TargetSpec
 from chaosaa.targets.base import Endpoints, Target, TargetEvent, TargetOptions, register
 from chaosaa.targets.kind.faults import HANDLERS
